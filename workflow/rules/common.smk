@@ -1,0 +1,117 @@
+"""Helpers shared by the rules: config validation, dataset inputs, config slices."""
+
+import glob
+import os
+
+import yaml
+from snakemake.utils import validate
+
+
+def _replace_datasets_from_user_configfiles(cfg):
+    """A --configfile that names its own `datasets` replaces the default ones (design §1)."""
+    user_datasets = {}
+    for path in workflow.overwrite_configfiles or []:
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        user_datasets.update(loaded.get("datasets") or {})
+    if user_datasets:
+        cfg["datasets"] = user_datasets
+
+
+_replace_datasets_from_user_configfiles(config)
+validate(config, "../../config/schema.yaml")
+
+DATASETS = sorted(config["datasets"])
+SEEDS = [int(seed) for seed in config["seeds"]]
+SHARDS = list(range(int(config["users"]["shards"])))
+MODELS = sorted(config["models"])
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="[A-Za-z0-9_-]+",
+    seed=r"\d+",
+    shard=r"\d+",
+
+
+def dataset_spec(wildcards):
+    """The `datasets.<name>` slice of the config."""
+    return config["datasets"][wildcards.dataset]
+
+
+def raw_inputs(wildcards):
+    """Input files of a dataset: the simulator's day files, or the configured file(s)."""
+    spec = config["datasets"][wildcards.dataset]
+    if spec["format"] == "simulate":
+        return [f"results/{wildcards.dataset}/raw/labels.csv"]
+    path = spec.get("path")
+    if not path:
+        raise ValueError(f"datasets.{wildcards.dataset}: `path` is required for format {spec['format']}")
+    if os.path.isdir(path):
+        files = sorted(
+            f for f in glob.glob(os.path.join(path, "*")) if os.path.isfile(f) and not os.path.basename(f).startswith(".")
+        )
+        if not files:
+            raise ValueError(f"datasets.{wildcards.dataset}: directory {path} holds no files")
+        return files
+    if not os.path.exists(path):
+        raise ValueError(f"datasets.{wildcards.dataset}: path {path} does not exist")
+    return [path]
+
+
+def simulate_params(wildcards):
+    """The simulator slice of a `simulate` dataset."""
+    return config["datasets"][wildcards.dataset].get("simulate", {})
+
+
+def ingest_params(wildcards):
+    """Format, paths and ingest settings: what an ingest job depends on."""
+    spec = config["datasets"][wildcards.dataset]
+    return {"format": spec["format"], **config["ingest"]}
+
+
+def select_params(wildcards):
+    """What the user selection depends on: the dataset's internal filter and `users`."""
+    users = config["users"]
+    return {
+        "internal": config["datasets"][wildcards.dataset].get("internal", []),
+        "top_n": users["top_n"],
+        "min_flows": users["min_flows"],
+        "include": users["include"],
+        "shards": users["shards"],
+        "split": users["split"],
+    }
+
+
+def user_flow_shards(wildcards):
+    return expand("results/{dataset}/users/flows/shard-{shard}.parquet", dataset=wildcards.dataset, shard=SHARDS)
+
+
+def window_shards(wildcards):
+    return expand("results/{dataset}/users/windows/shard-{shard}.parquet", dataset=wildcards.dataset, shard=SHARDS)
+
+
+def user_tables(wildcards):
+    """Every file of a dataset's user tables (what `UserTables.load` reads)."""
+    return {
+        "hosts": f"results/{wildcards.dataset}/users/hosts.parquet",
+        "split": f"results/{wildcards.dataset}/users/split.json",
+        "flows": user_flow_shards(wildcards),
+        "windows": window_shards(wildcards),
+    }
+
+
+def model_params(wildcards):
+    """The `models.<name>` slice: the only config a model's train job depends on."""
+    return config["models"][wildcards.model]
+
+
+def model_needs_gpu(wildcards):
+    """1 when the model is configured for CUDA, so a cluster profile can place the job."""
+    return 1 if config["models"][wildcards.model].get("device") == "cuda" else 0
+
+
+def all_metric_files(wildcards=None):
+    return expand(
+        "results/{dataset}/metrics/{model}/seed{seed}.json", dataset=DATASETS, model=MODELS, seed=SEEDS
+    )
