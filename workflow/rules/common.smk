@@ -7,18 +7,20 @@ import yaml
 from snakemake.utils import validate
 
 
-def _replace_datasets_from_user_configfiles(cfg):
-    """A --configfile that names its own `datasets` replaces the default ones (design §1)."""
-    user_datasets = {}
-    for path in workflow.overwrite_configfiles or []:
-        with open(path) as handle:
-            loaded = yaml.safe_load(handle) or {}
-        user_datasets.update(loaded.get("datasets") or {})
-    if user_datasets:
-        cfg["datasets"] = user_datasets
+def _replace_from_user_configfiles(cfg, keys=("datasets", "models")):
+    """A --configfile that names its own `datasets` (or `models`) replaces the default ones
+    instead of being merged into them (design §1); every other key merges as usual."""
+    for key in keys:
+        replaced = {}
+        for path in workflow.overwrite_configfiles or []:
+            with open(path) as handle:
+                loaded = yaml.safe_load(handle) or {}
+            replaced.update(loaded.get(key) or {})
+        if replaced:
+            cfg[key] = replaced
 
 
-_replace_datasets_from_user_configfiles(config)
+_replace_from_user_configfiles(config)
 validate(config, "../../config/schema.yaml")
 
 DATASETS = sorted(config["datasets"])
@@ -115,3 +117,8 @@ def all_metric_files(wildcards=None):
     return expand(
         "results/{dataset}/metrics/{model}/seed{seed}.json", dataset=DATASETS, model=MODELS, seed=SEEDS
     )
+
+
+def dataset_internal(wildcards):
+    """The dataset's internal-address filter (CIDR blocks and name patterns)."""
+    return config["datasets"][wildcards.dataset].get("internal", [])

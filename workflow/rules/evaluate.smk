@@ -1,0 +1,62 @@
+rule evaluate:
+    input:
+        unpack(user_tables),
+        space="results/{dataset}/evalspace.json",
+        model="results/{dataset}/models/{model}/seed{seed}",
+        sample="results/{dataset}/samples/{model}/seed{seed}.parquet",
+    output:
+        metrics="results/{dataset}/metrics/{model}/seed{seed}.json",
+    params:
+        evaluation=config["evaluation"],
+        internal=dataset_internal,
+    log:
+        "logs/evaluate/{dataset}.{model}.seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}.{model}.seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule reference:
+    input:
+        unpack(user_tables),
+        space="results/{dataset}/evalspace.json",
+    output:
+        metrics="results/{dataset}/metrics/reference.json",
+    params:
+        evaluation=config["evaluation"],
+        internal=dataset_internal,
+    log:
+        "logs/reference/{dataset}.log",
+    benchmark:
+        "benchmarks/reference/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../scripts/reference.py"
+
+
+rule summarize:
+    input:
+        metrics=all_metric_files,
+        references=expand("results/{dataset}/metrics/reference.json", dataset=DATASETS),
+    output:
+        summary="results/metrics/summary.csv",
+    params:
+        seeds=SEEDS,
+    log:
+        "logs/summarize/summary.log",
+    benchmark:
+        "benchmarks/summarize/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summarize.py"
