@@ -43,8 +43,10 @@ rule windows:
     input:
         flows="results/{dataset}/users/flows/shard-{shard}.parquet",
         manifest="results/{dataset}/flows/manifest.json",
+        hosts="results/{dataset}/users/hosts.parquet",
     output:
         windows="results/{dataset}/users/windows/shard-{shard}.parquet",
+        meta="results/{dataset}/users/windows/meta-{shard}.json",
     params:
         windows=config["windows"],
     log:

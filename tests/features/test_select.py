@@ -1,0 +1,146 @@
+"""User selection: internal filter, counts, roles, include list, shards and the split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nfsynth.features.select import (
+    InternalFilter,
+    assign_shards,
+    count_hosts,
+    make_split,
+    read_hosts,
+    select_hosts,
+    select_users,
+    time_range,
+)
+from tests.features.flowdata import ROLE_INTERNAL, canonical_table, write_flows
+
+
+def test_cidr_and_name_filters():
+    f = InternalFilter(["42.219.0.0/16", "Comp*", "DNS?", "2001:db8::/32"])
+    values = ["42.219.1.2", "42.220.0.1", "Comp123", "comp1", "DNS1", "DNS12", "2001:db8::1",
+              "2001:dead::1", "ActiveDirectory", "42.219.255.255"]  # fmt: skip
+    assert f(values).tolist() == [True, False, True, False, True, False, True, False, False, True]
+
+
+def test_empty_filter_means_everything_internal():
+    assert InternalFilter([])(["x", "1.2.3.4"]).tolist() == [True, True]
+
+
+def test_counts_and_roles_of_four_hand_made_hosts(role_flows):
+    counts = count_hosts(role_flows, ROLE_INTERNAL).set_index("user")
+    # 10.0.0.1: out to 8.8.8.8 and 10.0.0.4, in from 8.8.8.8 and 10.0.0.4
+    assert counts.loc["10.0.0.1"].to_dict() == {
+        "n_flows": 4, "n_out": 2, "n_in": 2, "n_ext_out": 1, "n_ext_in": 1, "n_int": 2
+    }  # fmt: skip
+    assert counts.loc["SrvA", "n_in"] == 4 and counts.loc["SrvA", "n_ext_in"] == 2
+    assert set(counts.index) == {"10.0.0.1", "10.0.0.2", "SrvA", "10.0.0.4"}
+    hosts = select_hosts(counts.reset_index(), top_n=10, min_flows=1).set_index("user")
+    assert hosts["role"].to_dict() == {
+        "10.0.0.1": "both",
+        "10.0.0.2": "out_external",
+        "SrvA": "in_external",
+        "10.0.0.4": "internal",
+    }
+
+
+def test_top_n_min_flows_and_include(role_flows):
+    counts = count_hosts(role_flows, ROLE_INTERNAL)
+    top = select_hosts(counts, top_n=1, min_flows=1)
+    # ties (4 flows each) are broken by name: "10.0.0.1" < "SrvA"
+    assert top["user"].tolist() == ["10.0.0.1"]
+    assert select_hosts(counts, top_n=10, min_flows=4)["user"].tolist() == ["10.0.0.1", "SrvA"]
+    inc = select_hosts(counts, top_n=1, min_flows=4, include=["10.0.0.4", "absent"])
+    assert inc["user"].tolist() == ["10.0.0.1", "10.0.0.4"]
+
+
+def test_name_filter_limits_users(role_flows):
+    counts = count_hosts(role_flows, ["Srv*"])
+    assert counts["user"].tolist() == ["SrvA"]
+    # with only SrvA internal, every other host is an external peer
+    assert counts.iloc[0]["n_ext_in"] == 4
+
+
+def test_shards_by_rank():
+    assert assign_shards(5, 2).tolist() == [0, 1, 0, 1, 0]
+    assert assign_shards(3, 1).tolist() == [0, 0, 0]
+
+
+def test_day_split_is_chronological_and_disjoint():
+    days = [f"2024-01-0{d}" for d in (5, 1, 3, 2, 4)]
+    sp = make_split(days, ["a"], "auto", 0.6, 0.2)
+    assert sp == {
+        "mode": "days",
+        "train": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        "val": ["2024-01-04"],
+        "test": ["2024-01-05"],
+    }
+
+
+def test_host_split_is_disjoint_complete_and_deterministic():
+    users = [f"h{i}" for i in range(20)]
+    sp = make_split(["2024-01-01"], users, "auto", 0.6, 0.2)
+    assert sp["mode"] == "hosts"
+    parts = [set(sp[k]) for k in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [12, 4, 4]
+    assert set.union(*parts) == set(users) and sum(map(len, parts)) == 20
+    assert make_split(["2024-01-01"], users[::-1], "hosts", 0.6, 0.2) == sp
+    assert make_split(["d1", "d2", "d3"], users, "hosts")["mode"] == "hosts"
+
+
+def test_small_splits_keep_every_part():
+    sp = make_split(["a", "b", "c"], [], "days", 0.9, 0.05)
+    assert (sp["train"], sp["val"], sp["test"]) == (["a"], ["b"], ["c"])
+    with pytest.raises(ValueError, match="exceeds 1"):
+        make_split(["a"], ["u"], "hosts", 0.8, 0.5)
+
+
+def test_select_users_writes_hosts_and_split(tmp_path):
+    rows = []
+    for d in range(4):  # 4 days: split by days
+        base = d * 86400.0
+        rows += [(base + 10 * i, "Comp1", "IP9", 6, "443", 2, 100) for i in range(5)]
+        rows += [(base + 7 + 10 * i, "IP9", "Comp2", 17, "53", 1, 50) for i in range(3)]
+    flows = write_flows(canonical_table(rows), tmp_path)
+    hosts = select_users(
+        flows, tmp_path / "u/hosts.parquet", tmp_path / "u/split.json", internal=["Comp*"],
+        top_n=5, min_flows=1, shards=2,
+    )  # fmt: skip
+    back, meta = read_hosts(tmp_path / "u/hosts.parquet")
+    assert back["user"].tolist() == ["Comp1", "Comp2"]
+    assert back["n_flows"].tolist() == [20, 12]
+    assert back["role"].tolist() == ["out_external", "in_external"]
+    assert back["shard"].tolist() == [0, 1] and back["split"].tolist() == ["all", "all"]
+    assert meta["internal"] == ["Comp*"] and meta["days"][0] == "1970-01-01"
+    assert meta["first_ts"] == 0.0 and meta["last_ts"] == 3 * 86400.0 + 40
+    split = json.loads((tmp_path / "u/split.json").read_text())
+    assert split["mode"] == "days" and len(split["train"]) == 2 and split["test"] == ["1970-01-04"]
+    assert len(hosts) == 2
+
+
+def test_time_range_prefers_manifest(tmp_path):
+    flows = write_flows(canonical_table([(5.0, "a", "b", 6, "1", 1, 1)]), tmp_path)
+    assert time_range(flows) == (5.0, 5.0)
+    (flows / "manifest.json").write_text(json.dumps({"first_ts": 1.0, "last_ts": 9.0}))
+    assert time_range(flows) == (1.0, 9.0)
+
+
+def test_counting_streams_in_batches_with_same_answer(tmp_path):
+    rng = np.random.default_rng(0)
+    names = np.array([f"Comp{i}" for i in range(30)] + [f"IP{i}" for i in range(10)])
+    src, dst = rng.choice(names, 2000), rng.choice(names, 2000)
+    rows = [(float(i), s, d, 6, "80", 1, 1) for i, (s, d) in enumerate(zip(src, dst, strict=True))]
+    flows = write_flows(canonical_table(rows), tmp_path)
+    whole = count_hosts(flows, ["Comp*"])
+    small = count_hosts(flows, ["Comp*"], batch_size=97)
+    assert whole.equals(small)
+    # brute force: out counts and in counts (self loops count once, as out)
+    for user in ["Comp0", "Comp7"]:
+        row = whole.set_index("user").loc[user]
+        assert row["n_out"] == np.sum(src == user)
+        assert row["n_in"] == np.sum((dst == user) & (src != user))
+        assert row["n_ext_out"] == np.sum((src == user) & np.char.startswith(dst.astype(str), "IP"))
