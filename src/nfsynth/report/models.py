@@ -1,0 +1,146 @@
+"""The model comparison: metric tables with the best value marked, and the winner per metric.
+
+Reads ``results/metrics/summary.csv`` (``dataset, model, metric, goal, mean, std,
+n_seeds``). The model ``real`` is the real-vs-real reference: shown, never competing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nfsynth.report.html import Section, paragraph, table
+
+REFERENCE = "real"
+#: Metrics shown first, in this order, when present.
+HEADLINE = [
+    "nll_bits",
+    "jsd_mean",
+    "jsd_hour_mean",
+    "hour_mi_diff",
+    "mi_pairwise_diff",
+    "acf_mae",
+    "interarrival_jsd",
+    "w1_mean",
+    "rule_violations",
+    "density",
+    "coverage",
+    "tstr_protocol_f1",
+    "tstr_forecast_mse",
+    "dcr_p5_ratio",
+    "dcr_median_ratio",
+    "exact_copy_share",
+]
+
+
+def ordered_metrics(metrics: list[str], include: list[str] | None = None) -> list[str]:
+    """Headline metrics first (in HEADLINE order), then the rest alphabetically."""
+    chosen = [m for m in metrics if include is None or m in include]
+    head = [m for m in HEADLINE if m in chosen]
+    return head + sorted(m for m in chosen if m not in head)
+
+
+def best_models(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and metric, the best model by its goal (ties: all), the reference excluded.
+
+    Returns ``dataset, metric, goal, best, value``.
+    """
+    rows = []
+    competing = summary[(summary["model"] != REFERENCE) & summary["mean"].notna()]
+    for (dataset, metric), group in competing.groupby(["dataset", "metric"], sort=True):
+        goal = group["goal"].iloc[0]
+        target = group["mean"].min() if goal == "min" else group["mean"].max()
+        winners = group.loc[np.isclose(group["mean"], target, rtol=1e-9, atol=1e-12), "model"]
+        rows.append(
+            {"dataset": dataset, "metric": metric, "goal": goal, "best": ", ".join(sorted(winners)), "value": target}
+        )
+    return pd.DataFrame(rows, columns=["dataset", "metric", "goal", "best", "value"])
+
+
+def metric_table_html(summary: pd.DataFrame, dataset: str, metrics: list[str], caption: str) -> str:
+    """Models as rows, metrics as columns, ``mean ± std``; the best competing value per column
+    gets the ``best`` class, the reference row the ``ref`` class."""
+    part = summary[(summary["dataset"] == dataset) & summary["metric"].isin(metrics)]
+    if part.empty:
+        return ""
+    models = sorted(m for m in part["model"].unique() if m != REFERENCE)
+    if REFERENCE in set(part["model"]):
+        models.append(REFERENCE)
+    cols = ordered_metrics(list(part["metric"].unique()), metrics)
+    means = part.pivot_table(index="model", columns="metric", values="mean", aggfunc="first")
+    stds = part.pivot_table(index="model", columns="metric", values="std", aggfunc="first")
+    goals = part.groupby("metric")["goal"].first()
+    best = best_models(part).set_index("metric")
+    text = pd.DataFrame({"model": models})
+    for metric in cols:
+        arrow = "↓" if goals[metric] == "min" else "↑"
+        values = []
+        for model in models:
+            m = means.at[model, metric] if (model in means.index and metric in means.columns) else np.nan
+            s = stds.at[model, metric] if (model in stds.index and metric in stds.columns) else np.nan
+            values.append("–" if pd.isna(m) else (f"{m:.4g} ± {s:.2g}" if pd.notna(s) and s > 0 else f"{m:.4g}"))
+        text[f"{metric} {arrow}"] = values
+
+    def klass(row: int, column: str) -> str:
+        model = models[row]
+        if model == REFERENCE:
+            return "ref"
+        metric = column.rsplit(" ", 1)[0]
+        if metric in best.index and model in best.at[metric, "best"].split(", "):
+            return "best"
+        return ""
+
+    return table(text, caption=caption, cell_class=klass, formatters={c: str for c in text.columns})
+
+
+def models_section(summary: pd.DataFrame, dataset: str, train_seconds: pd.DataFrame | None = None) -> Section:
+    """Metric tables for one dataset (fidelity, utility, privacy) and the winners."""
+    sec = Section(f"models-{dataset}", f"Models: {dataset}")
+    part = summary[summary["dataset"] == dataset]
+    if part.empty:
+        raise ValueError(f"summary.csv has no rows for dataset {dataset}")
+    n_seeds = int(part.loc[part["model"] != REFERENCE, "n_seeds"].max())
+    sec.add(
+        paragraph(
+            f"Mean ± standard deviation over {n_seeds} seed(s). ↓ lower is better, ↑ higher is better; "
+            "the best model per column is marked green. The row 'real' scores the real validation "
+            "split against the real test split: the floor a perfect generator would reach."
+        )
+    )
+    metrics = list(part["metric"].unique())
+    utility = [m for m in metrics if m.startswith(("tstr_", "trtr_"))]
+    privacy = [m for m in metrics if m.startswith(("dcr_", "exact_copy"))]
+    fidelity = [m for m in metrics if m not in utility and m not in privacy]
+    fidelity_main = [m for m in fidelity if "." not in m and ":" not in m]
+    sec.heading("Fidelity").add(metric_table_html(part, dataset, fidelity_main, "Fidelity and likelihood."))
+    if utility:
+        sec.heading("Utility (train on synthetic, test on real)").add(
+            metric_table_html(part, dataset, utility, "TSTR against TRTR: protocol macro-F1 and next-window bytes MSE.")
+        )
+    if privacy:
+        sec.heading("Privacy").add(
+            metric_table_html(
+                part,
+                dataset,
+                privacy,
+                "Distance to closest record (synthetic-to-train over holdout-to-train; near 1 is safe, near 0 copies) and exact copies.",
+            )
+        )
+    if train_seconds is not None and len(train_seconds):
+        ts = train_seconds[train_seconds["dataset"] == dataset]
+        if len(ts):
+            keys = [m for m in ("jsd_mean", "jsd_hour_mean", "acf_mae", "rule_violations", "nll_bits") if m in metrics]
+            means = part.pivot_table(index="model", columns="metric", values="mean", aggfunc="first")
+            frame = ts[["model", "train_seconds"]].set_index("model").join(means[keys], how="left").reset_index()
+            sec.heading("Training time beside fidelity").add(
+                table(frame, caption="Mean training seconds per seed (from the benchmark files) and headline fidelity.")
+            )
+    winners = best_models(part)
+    winners = winners[winners["metric"].isin(fidelity_main + utility + privacy)]
+    if len(winners):
+        ordered = ordered_metrics(list(winners["metric"]))
+        winners = winners.set_index("metric").loc[ordered].reset_index()
+        sec.heading("Winner per metric").add(
+            table(winners[["metric", "goal", "best", "value"]], caption="The best model for each metric (reference excluded).")
+        )
+    return sec

@@ -1,0 +1,59 @@
+"""Runtime and memory of every rule, from Snakemake's ``benchmark:`` files.
+
+A benchmark file (``benchmarks/<rule>/<wildcards>.tsv``) is a TSV with columns ``s``
+(wall seconds), ``h:m:s``, ``max_rss`` (MB), ``max_vms``, ``max_uss``, ``max_pss``, ``io_in``,
+``io_out``, ``mean_load``, ``cpu_time``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def collect(bench_dir: str | Path) -> pd.DataFrame:
+    """One row per benchmark file: ``rule, job, seconds, max_rss_mb, cpu_seconds``.
+
+    ``job`` is the file name without ``.tsv`` (the rule's wildcards). Sorted by rule, job.
+    Returns an empty frame (same columns) when there are no benchmark files.
+    """
+    rows = []
+    for path in sorted(Path(bench_dir).glob("*/*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        if frame.empty:
+            continue
+        last = frame.iloc[-1]
+        rows.append(
+            {
+                "rule": path.parent.name,
+                "job": path.stem,
+                "seconds": float(last.get("s", float("nan"))),
+                "max_rss_mb": pd.to_numeric(last.get("max_rss"), errors="coerce"),
+                "cpu_seconds": pd.to_numeric(last.get("cpu_time"), errors="coerce"),
+            }
+        )
+    columns = ["rule", "job", "seconds", "max_rss_mb", "cpu_seconds"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["rule", "job"], ignore_index=True)
+
+
+def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Totals per rule: ``rule, jobs, total_seconds, max_seconds, max_rss_mb``, slowest first."""
+    grouped = jobs.groupby("rule").agg(
+        jobs=("job", "size"),
+        total_seconds=("seconds", "sum"),
+        max_seconds=("seconds", "max"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
+    return grouped.sort_values("total_seconds", ascending=False).reset_index()
+
+
+def model_training_seconds(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Training time per dataset and model (mean over seeds) from ``train`` jobs named
+    ``{dataset}.{model}.seed{seed}``: columns ``dataset, model, train_seconds``."""
+    train = jobs[jobs["rule"] == "train"].copy()
+    if train.empty:
+        return pd.DataFrame(columns=["dataset", "model", "train_seconds"])
+    parts = train["job"].str.extract(r"^(?P<dataset>[^.]+)\.(?P<model>[^.]+)\.seed\d+$")
+    train = pd.concat([train, parts], axis=1).dropna(subset=["dataset", "model"])
+    return train.groupby(["dataset", "model"], as_index=False).agg(train_seconds=("seconds", "mean"))

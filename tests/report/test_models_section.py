@@ -1,0 +1,59 @@
+"""The model table marks the best value by each metric's goal, never the reference row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nfsynth.report.html import table
+from nfsynth.report.models import best_models, metric_table_html, models_section
+
+
+@pytest.fixture
+def summary() -> pd.DataFrame:
+    rows = [
+        # dataset, model, metric, goal, mean, std, n_seeds
+        ("d", "b1", "jsd_mean", "min", 0.30, 0.01, 3),
+        ("d", "b2", "jsd_mean", "min", 0.20, 0.02, 3),
+        ("d", "neural", "jsd_mean", "min", 0.10, 0.01, 3),
+        ("d", "real", "jsd_mean", "min", 0.01, 0.0, 1),
+        ("d", "b1", "coverage", "max", 0.50, 0.05, 3),
+        ("d", "b2", "coverage", "max", 0.90, 0.01, 3),
+        ("d", "neural", "coverage", "max", 0.80, 0.02, 3),
+        ("d", "real", "coverage", "max", 0.99, 0.0, 1),
+        ("d", "b1", "tstr_protocol_f1", "max", 0.6, 0.1, 3),
+        ("d", "b2", "tstr_protocol_f1", "max", 0.6, 0.1, 3),
+        ("d", "neural", "tstr_protocol_f1", "max", 0.4, 0.1, 3),
+        ("d", "real", "tstr_protocol_f1", "max", 0.9, 0.0, 1),
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "goal", "mean", "std", "n_seeds"])
+
+
+def test_best_follows_goal_and_excludes_reference(summary):
+    best = best_models(summary).set_index("metric")
+    assert best.at["jsd_mean", "best"] == "neural"  # lower is better; real (0.01) does not compete
+    assert best.at["coverage", "best"] == "b2"  # higher is better; real (0.99) does not compete
+    assert best.at["tstr_protocol_f1", "best"] == "b1, b2"  # a tie names both
+
+
+def test_table_marks_best_cells(summary):
+    html = metric_table_html(summary, "d", ["jsd_mean", "coverage"], "caption")
+    rows = html.split("<tr>")[2:]  # after the header row
+    by_model = {r.split("</td>")[0].split(">")[-1]: r for r in rows}
+    assert by_model["neural"].count(' best"') == 1  # jsd_mean
+    assert by_model["b2"].count(' best"') == 1  # coverage
+    assert ' best"' not in by_model["b1"]
+    assert ' best"' not in by_model["real"] and ' ref"' in by_model["real"]
+    assert "0.1 ± 0.01" in by_model["neural"]
+
+
+def test_section_has_winner_list_and_utility_table(summary):
+    html = "".join(models_section(summary, "d").parts)
+    assert "Winner per metric" in html and "Utility" in html and "Fidelity" in html
+    with pytest.raises(ValueError):
+        models_section(summary, "other")
+
+
+def test_empty_table_is_an_error():
+    with pytest.raises(ValueError):
+        table(pd.DataFrame({"a": []}), caption="empty")

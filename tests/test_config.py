@@ -1,0 +1,63 @@
+"""Bad config is refused by the schema, with the key and the reason, before any job runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from tests.workflow.helpers import REPO, scratch_copy, snakemake
+
+SCHEMA = str(REPO / "config" / "schema.yaml")
+
+
+def _default():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_and_test_configs_are_valid():
+    validate(_default(), SCHEMA)
+    validate(yaml.safe_load((REPO / "config" / "test.yaml").read_text()), SCHEMA)
+
+
+def test_defaults_are_filled_in():
+    cfg = {"datasets": {"d": {"format": "simulate"}}, "models": {"m": {"kind": "bayesnet"}}}
+    validate(cfg, SCHEMA)
+    assert cfg["windows"] == {"seconds": 300, "context": 36}
+    assert cfg["seeds"] == [1, 2, 3, 4, 5]
+    assert cfg["models"]["m"]["max_bins"] == 32
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda c: c["windows"].update(seconds=-5), "seconds"),
+        (lambda c: c["users"].update(top_n="many"), "top_n"),
+        (lambda c: c["datasets"]["sim"].update(format="pcap"), "format"),
+        (lambda c: c["models"]["b2"].update(bin_rule="guess"), "bin_rule"),
+        (lambda c: c["models"]["b1"].update(not_a_key=1), "not_a_key"),
+        (lambda c: c["users"]["split"].update(mode="random"), "mode"),
+        (lambda c: c.update(seeds=[]), "seeds"),
+        (lambda c: c["models"].update(x={"kind": "magic"}), "kind"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(edit, needle):
+    cfg = copy.deepcopy(_default())
+    edit(cfg)
+    with pytest.raises(Exception) as err:
+        validate(cfg, SCHEMA)
+    assert needle in str(err.value)
+
+
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path: Path):
+    work = scratch_copy(tmp_path / "w")
+    bad = yaml.safe_load((work / "config" / "test.yaml").read_text())
+    bad["windows"] = {"seconds": 0}
+    (work / "config" / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = snakemake(work, "-n", "results/report.html", configfile="config/bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "seconds" in proc.stdout and "minimum" in proc.stdout
+    assert not (work / "results").exists()
