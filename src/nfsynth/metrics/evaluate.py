@@ -1,0 +1,291 @@
+"""Run every metric on one synthetic sample (or on the real reference) and write the JSON.
+
+``evaluate_sample``: a model's sample against the real test split, ``evaluate_reference``:
+the real validation split against the real test split, the same metrics (docs/metrics.md).
+Both return a flat ``{metric: value}`` dict; ``write_metrics`` stores it with each metric's
+goal (``min``/``max``) so ``summary.summarize`` needs nothing else.
+
+Scoring cost is bounded by ``evaluation.max_rows`` (``common.subsample_hosts``: whole hosts
+in a fixed seeded order, so per-host sequences stay intact), ``evaluation.prdc_rows`` for
+density/coverage and ``evaluation.privacy_rows`` for the distance to closest record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
+
+from nfsynth.evalspace import EvalSpace
+from nfsynth.metrics import (
+    acf,
+    coverage,
+    dcr,
+    density,
+    exact_copy,
+    hour_jsd,
+    hour_mi,
+    interarrival,
+    jsd,
+    mi_pairwise,
+    nll,
+    rules,
+    utility_forecast,
+    utility_protocol,
+    wasserstein,
+)
+from nfsynth.metrics.common import WINDOW_SECONDS, subsample_hosts
+
+log = logging.getLogger(__name__)
+
+MODULES = (
+    jsd,
+    wasserstein,
+    hour_jsd,
+    hour_mi,
+    mi_pairwise,
+    acf,
+    interarrival,
+    rules,
+    density,
+    coverage,
+    nll,
+    utility_protocol,
+    utility_forecast,
+    dcr,
+    exact_copy,
+)
+
+#: Goal of every metric name that is not a module's NAME; per-field names go by prefix.
+EXTRA_GOALS: dict[str, str] = {
+    "trtr_protocol_f1": "max",
+    "trtr_forecast_mse": "min",
+    "dcr_median_ratio": "max",
+    "exact_copy_share_holdout": "min",
+}
+PREFIX_GOALS: dict[str, str] = {"jsd_": "min", "w1_": "min", "acf_mae_": "min", "rule_": "min"}
+
+DEFAULTS: dict[str, Any] = {
+    "max_rows": 60000,
+    "privacy_rows": 5000,
+    "prdc_rows": 5000,
+    "prdc_k": 5,
+    "acf_max_lag": 50,
+    "forecast_lags": 6,
+    "window_seconds": WINDOW_SECONDS,
+    "subsample_seed": 0,
+    "rules": list(rules.RULES),
+    "tcp_only_ports": list(rules.DEFAULT_TCP_ONLY_PORTS),
+}
+
+
+def goal_of(name: str) -> str:
+    """``min`` or ``max`` for a metric name written by :func:`evaluate_sample`."""
+    for module in MODULES:
+        if module.NAME == name:
+            return module.GOAL
+    if name in EXTRA_GOALS:
+        return EXTRA_GOALS[name]
+    for prefix, goal in PREFIX_GOALS.items():
+        if name.startswith(prefix):
+            return goal
+    raise KeyError(f"unknown metric {name!r}: add it to docs/metrics.md and metrics.evaluate")
+
+
+def _settings(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    return {**DEFAULTS, **(cfg or {})}
+
+
+def synthetic_flows(sample: pa.Table | pd.DataFrame, internal: Any = None) -> pd.DataFrame:
+    """A sample (``schema.SAMPLE_SCHEMA``) as user flows, through the same feature code as
+    real flows (``features.userflows.derive_features``; no rolling statistics)."""
+    from nfsynth.features.userflows import derive_features
+
+    frame = sample.to_pandas() if isinstance(sample, pa.Table) else sample
+    return derive_features(frame, internal=internal or [], rolling_seconds=None)
+
+
+def score(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    train: pd.DataFrame,
+    space: EvalSpace,
+    cfg: dict[str, Any] | None = None,
+    *,
+    raw_synthetic: pd.DataFrame | None = None,
+    model: Any = None,
+) -> dict[str, float]:
+    """Every metric of ``synthetic`` against the real test flows ``real``.
+
+    ``train``: the real training flows (utility baselines, privacy). ``raw_synthetic``: the
+    flows the rule checks see (default ``synthetic``). ``model``: a fitted model for
+    ``nll_bits`` (None: left out). All frames are user-flow DataFrames; the caller
+    subsamples. Returns ``{metric: value}``.
+    """
+    s = _settings(cfg)
+    seconds = float(s["window_seconds"])
+    seed = int(s["subsample_seed"])
+    out: dict[str, float] = {}
+    steps = [
+        ("marginals", lambda: {**jsd.compute(real, synthetic, space),
+                               **wasserstein.compute(real, synthetic, space)}),
+        ("hour", lambda: {hour_jsd.NAME: hour_jsd.compute(real, synthetic, space),
+                          hour_mi.NAME: hour_mi.compute(real, synthetic, space)}),
+        ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
+        ("temporal", lambda: {**acf.compute(real, synthetic, int(s["acf_max_lag"]), seconds),
+                              interarrival.NAME: interarrival.compute(real, synthetic)}),
+        ("rules", lambda: rules.compute(
+            synthetic if raw_synthetic is None else raw_synthetic,
+            s["rules"], s["tcp_only_ports"])),
+        ("density", lambda: density.density_coverage(
+            real, synthetic, space, k=int(s["prdc_k"]), max_rows=int(s["prdc_rows"]), seed=seed)),
+        ("utility", lambda: {**utility_protocol.compute(real, synthetic, space, train),
+                             **utility_forecast.compute(real, synthetic, train,
+                                                        int(s["forecast_lags"]), seconds)}),
+        ("privacy", lambda: {**dcr.compute(train, synthetic, real, space,
+                                           max_rows=int(s["privacy_rows"]), seed=seed),
+                             **exact_copy.compute(train, synthetic, real)}),
+    ]  # fmt: skip
+    if model is not None:
+        steps.append(("nll", lambda: {nll.NAME: nll.compute(real, model)}))
+    for label, step in steps:
+        t0 = time.perf_counter()
+        with threadpool_limits(limits=1):  # rules ask for 1 thread
+            values = step()
+        out.update({k: float(v) for k, v in values.items()})
+        log.info("%s: %d value(s) in %.2f s", label, len(values), time.perf_counter() - t0)
+    return out
+
+
+def evaluate_sample(
+    users: Any,
+    space: EvalSpace,
+    synthetic_table: pa.Table | pd.DataFrame,
+    model_dir: str | Path | None,
+    cfg: dict[str, Any] | None = None,
+    internal: Any = None,
+) -> dict[str, float]:
+    """Metrics of one model's sample (``schema.SAMPLE_SCHEMA``) against the real test split.
+
+    ``users``: a ``features.tables.UserTables``; ``model_dir``: the saved model (for
+    ``nll_bits``; None leaves it out); ``cfg``: the ``evaluation`` config slice;
+    ``internal``: the dataset's internal-address patterns (``peer_kind`` of the sample).
+    """
+    s = _settings(cfg)
+    max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
+    raw = synthetic_table.to_pandas() if isinstance(synthetic_table, pa.Table) else synthetic_table
+    synthetic = synthetic_flows(raw, internal)
+    real = users.subset("test")
+    train = users.subset("train")
+    log.info(
+        "rows: synthetic %d, real test %d, real train %d (max_rows %d)",
+        len(synthetic), len(real), len(train), max_rows,
+    )  # fmt: skip
+    model = None
+    if model_dir is not None:
+        from nfsynth.models import registry
+
+        model = registry.load(str(model_dir))
+    out = score(
+        subsample_hosts(real, max_rows, seed),
+        subsample_hosts(synthetic, max_rows, seed),
+        subsample_hosts(train, max_rows, seed),
+        space,
+        s,
+        raw_synthetic=raw,
+        model=model,
+    )
+    return out
+
+
+def evaluate_reference(
+    users: Any, space: EvalSpace, cfg: dict[str, Any] | None = None, internal: Any = None
+) -> dict[str, float]:
+    """The same metrics with the real validation split standing in for a sample.
+
+    TSTR trains on the validation flows (TRTR on the training flows, as for a model); the
+    privacy metrics measure validation-to-train against test-to-train (both unseen real
+    flows, so the ratios sit near 1); the rule checks see the validation flows (how often
+    real traffic itself breaks the rules); ``nll_bits`` is left out (no model).
+    ``internal`` is unused (the real flows already carry ``peer_kind``).
+    """
+    s = _settings(cfg)
+    max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
+    val, real, train = users.subset("val"), users.subset("test"), users.subset("train")
+    log.info("rows: real val %d, real test %d, real train %d", len(val), len(real), len(train))
+    return score(
+        subsample_hosts(real, max_rows, seed),
+        subsample_hosts(val, max_rows, seed),
+        subsample_hosts(train, max_rows, seed),
+        space,
+        s,
+    )
+
+
+def write_metrics(path: str | Path, metrics: dict[str, float], **meta: Any) -> None:
+    """Write ``{**meta, "metrics": {...}, "goals": {...}}`` as JSON (non-finite -> null)."""
+    clean = {k: (float(v) if math.isfinite(v) else None) for k, v in sorted(metrics.items())}
+    bad = [k for k, v in clean.items() if v is None]
+    if bad:
+        log.warning("non-finite metric(s) written as null: %s", ", ".join(bad))
+    doc = {**meta, "metrics": clean, "goals": {k: goal_of(k) for k in clean}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=1, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def evaluate_files(
+    users_dir: str | Path,
+    space_path: str | Path,
+    sample_path: str | Path,
+    model_dir: str | Path | None,
+    out_path: str | Path,
+    cfg: dict[str, Any] | None = None,
+    internal: Any = None,
+    **meta: Any,
+) -> dict[str, float]:
+    """Rule ``evaluate``: read the user tables, the space and the sample, write the JSON."""
+    import pyarrow.parquet as pq
+
+    from nfsynth.features.tables import UserTables
+
+    t0 = time.perf_counter()
+    users = UserTables.load(users_dir)
+    space = EvalSpace.load(space_path)
+    sample = pq.read_table(sample_path)
+    metrics = evaluate_sample(users, space, sample, model_dir, cfg, internal)
+    write_metrics(out_path, metrics, **meta, seconds=round(time.perf_counter() - t0, 3))
+    log.info("%d metrics in %.1f s -> %s", len(metrics), time.perf_counter() - t0, out_path)
+    return metrics
+
+
+def reference_files(
+    users_dir: str | Path,
+    space_path: str | Path,
+    out_path: str | Path,
+    cfg: dict[str, Any] | None = None,
+    internal: Any = None,
+    **meta: Any,
+) -> dict[str, float]:
+    """Rule ``reference``: the real validation split scored against the test split."""
+    from nfsynth.features.tables import UserTables
+
+    t0 = time.perf_counter()
+    users = UserTables.load(users_dir)
+    metrics = evaluate_reference(users, EvalSpace.load(space_path), cfg, internal)
+    write_metrics(out_path, metrics, **meta, seconds=round(time.perf_counter() - t0, 3))
+    log.info("%d metrics in %.1f s -> %s", len(metrics), time.perf_counter() - t0, out_path)
+    return metrics

@@ -1,0 +1,25 @@
+"""Rule `evaluate`: score one model's sample against the real test split."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(
+    stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+)
+
+from nfsynth.metrics.evaluate import evaluate_files  # noqa: E402
+
+evaluate_files(
+    users_dir=Path(snakemake.input.hosts).parent,
+    space_path=snakemake.input.space,
+    sample_path=snakemake.input.sample,
+    model_dir=snakemake.input.model,
+    out_path=snakemake.output.metrics,
+    cfg=dict(snakemake.params.evaluation),
+    internal=list(snakemake.params.internal),
+    dataset=snakemake.wildcards.dataset,
+    model=snakemake.wildcards.model,
+    seed=int(snakemake.wildcards.seed),
+)
