@@ -20,7 +20,10 @@ def open_flows(flows_dir: str | Path) -> ds.Dataset:
     if not files:
         raise FileNotFoundError(f"{root}: no Parquet partitions (day=YYYY-MM-DD/*.parquet) found")
     return ds.dataset(
-        files, format="parquet", partitioning=ds.partitioning(flavor="hive"), partition_base_dir=str(root)
+        files,
+        format="parquet",
+        partitioning=ds.partitioning(flavor="hive"),
+        partition_base_dir=str(root),
     )
 
 

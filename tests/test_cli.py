@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+import nfsynth.simulate
+from nfsynth.cli import main
+from nfsynth.io.dataset import read_manifest
+
+
+def test_ingest_writes_the_dataset_and_prints_totals(tmp_path, capsys):
+    src = tmp_path / "flows.txt"
+    src.write_text("1,0,C1,N1,C2,N2,6,1,60\n2,0,C1,N1,C3,N2,17,2,70\n")
+    code = main(["ingest", "--format", "lanl2015", str(src), "--out", str(tmp_path / "out"),
+                 "--chunk-bytes", "65536", "--max-reject-ratio", "0"])  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["rows_written"] == 2
+    assert read_manifest(tmp_path / "out")["inputs"][0]["rows_written"] == 2
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("day.bz2", b"not bz2\n", "named .bz2 but is not a bz2 archive"),
+        ("bad.txt", b"1,0,C1,N1,C2,N2,6,1,60\n1,0,C1\n", "1 of 2 lines rejected"),
+        ("what.txt", b"hello world\n", "cannot detect the format"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, name, content, expected):
+    src = tmp_path / name
+    src.write_bytes(content)
+    code = main(["ingest", str(src), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("nfsynth ingest: error: ") and expected in err[-1]
+    assert str(src) in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_missing_input_exits_2(tmp_path, capsys):
+    assert main(["ingest", str(tmp_path / "nope.bz2"), "--out", str(tmp_path / "o")]) == 2
+    assert "input file not found" in capsys.readouterr().err
+
+
+def test_simulate_passes_its_arguments(tmp_path, monkeypatch, capsys):
+    calls = {}
+
+    def fake(out_dir, **kwargs):
+        calls.update(out_dir=out_dir, **kwargs)
+        return {"days": kwargs["days"], "flows": 10}
+
+    monkeypatch.setattr(nfsynth.simulate, "simulate_lanl2017", fake, raising=False)
+    code = main(["simulate", "--out", str(tmp_path), "--seed", "5", "--days", "2",
+                 "--workstations", "12", "--scans", "0", "--no-truncate"])  # fmt: skip
+    assert code == 0
+    assert calls == {
+        "out_dir": tmp_path, "days": 2, "workstations": 12, "servers": 6, "external_hosts": 200,
+        "flows_per_workstation_day": 1200, "scans": 0, "truncate": False, "seed": 5,
+    }  # fmt: skip
+    assert json.loads(capsys.readouterr().out) == {"days": 2, "flows": 10}
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", "x", "--out", "o", "--max-reject-ratio", "3"])
+    assert info.value.code == 2
