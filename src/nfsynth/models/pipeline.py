@@ -1,0 +1,148 @@
+"""What the workflow's model rules run: fit the evaluation space, train a model, sample it.
+
+- ``fit_evalspace(users_dir, out_path, top_k, n_bins)``: rule ``evalspace``;
+- ``train_model(users_dir, space_path, hp, seed, out_dir)``: rule ``train`` (also writes
+  ``training.json``: rows, seconds, held-out NLL on the validation split in bits per flow);
+- ``sample_model(model_dir, split_path, sampling, seed, out_path, hosts_path)``: rule
+  ``sample``; ``start: auto`` is midnight UTC of the first test day (day split) or of the
+  dataset's first day (host split).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from nfsynth.evalspace import EvalSpace
+from nfsynth.models import registry
+from nfsynth.schema import SECONDS_PER_DAY
+
+log = logging.getLogger(__name__)
+
+
+def _load_users(users_dir: str | Path):
+    from nfsynth.features.tables import UserTables
+
+    return UserTables.load(users_dir)
+
+
+def fit_evalspace(
+    users_dir: str | Path, out_path: str | Path, top_k: int, n_bins: int
+) -> EvalSpace:
+    """Fit the evaluation space on the training split of the user tables; write JSON."""
+    t0 = time.perf_counter()
+    train = _load_users(users_dir).subset("train")
+    space = EvalSpace.fit(train, n_bins=int(n_bins), top_k=int(top_k))
+    space.save(out_path)
+    log.info(
+        "evaluation space from %d training flows: %s; %.2f s",
+        len(train), ", ".join(f"{f}={space.n_bins(f)}" for f in space.fields), time.perf_counter() - t0,
+    )  # fmt: skip
+    return space
+
+
+def heldout_nll_bits(model: Any, flows: Any) -> float:
+    """Mean negative log-likelihood in bits per flow (NaN for no flows)."""
+    if len(flows) == 0:
+        return float("nan")
+    return float(-np.mean(model.log_prob(flows)) / math.log(2.0))
+
+
+def train_model(
+    users_dir: str | Path,
+    space_path: str | Path,
+    hp: dict[str, Any],
+    seed: int,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Build the model of config slice ``hp``, fit it on the training split, save it.
+
+    Returns (and writes as ``out_dir/training.json``) rows, seconds and the validation NLL.
+    """
+    users = _load_users(users_dir)
+    space = EvalSpace.load(space_path)
+    model = registry.build(dict(hp))
+    train = users.subset("train")
+    log.info(
+        "training %s (seed %d) on %d flows of %d users",
+        hp["kind"],
+        seed,
+        len(train),
+        train["user"].nunique(),
+    )
+    t0 = time.perf_counter()
+    model.fit(users, seed=int(seed), space=space)
+    seconds = time.perf_counter() - t0
+    model.save(out_dir)
+    val = users.subset("val")
+    nll = heldout_nll_bits(model, val)
+    info = {
+        "kind": hp["kind"],
+        "seed": int(seed),
+        "train_rows": len(train),
+        "val_rows": len(val),
+        "fit_seconds": seconds,
+        "val_nll_bits_per_flow": nll,
+    }
+    (Path(out_dir) / "training.json").write_text(json.dumps(info, indent=1))
+    log.info("trained in %.1f s; validation NLL %.3f bits/flow on %d flows", seconds, nll, len(val))
+    return info
+
+
+def sample_start(start: str, split: dict[str, Any], hosts_path: str | Path | None = None) -> float:
+    """Epoch seconds of the sampling start: an ISO date/time (UTC), or ``auto``."""
+    if start != "auto":
+        moment = datetime.fromisoformat(start)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if split.get("mode") == "days" and split.get("test"):
+        day = sorted(split["test"])[0]
+    else:
+        days = split.get("days") or []
+        if not days and hosts_path is not None:
+            raw = (pq.read_schema(hosts_path).metadata or {}).get(b"nfsynth")
+            meta = json.loads(raw) if raw else {}
+            days = meta.get("days") or []
+            if not days and meta.get("first_ts") is not None:
+                first = math.floor(float(meta["first_ts"]) / SECONDS_PER_DAY) * SECONDS_PER_DAY
+                return float(first)
+        if not days:
+            raise ValueError(
+                "sampling.start is auto but neither split.json nor hosts.parquet names the days"
+            )
+        day = sorted(days)[0]
+    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+
+
+def sample_model(
+    model_dir: str | Path,
+    split_path: str | Path,
+    sampling: dict[str, Any],
+    seed: int,
+    out_path: str | Path,
+    hosts_path: str | Path | None = None,
+) -> int:
+    """Load a saved model, sample ``sampling.n_users`` hosts over ``sampling.days`` days from
+    ``sampling.start``; write Parquet. Returns the number of flows."""
+    split = json.loads(Path(split_path).read_text())
+    start = sample_start(str(sampling.get("start", "auto")), split, hosts_path)
+    model = registry.load(str(model_dir))
+    t0 = time.perf_counter()
+    table = model.sample(int(sampling["n_users"]), start, float(sampling["days"]), seed=int(seed))
+    seconds = time.perf_counter() - t0
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out_path)
+    log.info(
+        "sampled %d flows of %d hosts over %.2f days from %s in %.2f s (%.0f flows/s)",
+        table.num_rows, int(sampling["n_users"]), float(sampling["days"]),
+        datetime.fromtimestamp(start, UTC).isoformat(), seconds, table.num_rows / max(seconds, 1e-9),
+    )  # fmt: skip
+    return table.num_rows
