@@ -48,10 +48,14 @@ def raw_inputs(wildcards):
         return [f"results/{wildcards.dataset}/raw/labels.csv"]
     path = spec.get("path")
     if not path:
-        raise ValueError(f"datasets.{wildcards.dataset}: `path` is required for format {spec['format']}")
+        raise ValueError(
+            f"datasets.{wildcards.dataset}: `path` is required for format {spec['format']}"
+        )
     if os.path.isdir(path):
         files = sorted(
-            f for f in glob.glob(os.path.join(path, "*")) if os.path.isfile(f) and not os.path.basename(f).startswith(".")
+            f
+            for f in glob.glob(os.path.join(path, "*"))
+            if os.path.isfile(f) and not os.path.basename(f).startswith(".")
         )
         if not files:
             raise ValueError(f"datasets.{wildcards.dataset}: directory {path} holds no files")
@@ -86,11 +90,19 @@ def select_params(wildcards):
 
 
 def user_flow_shards(wildcards):
-    return expand("results/{dataset}/users/flows/shard-{shard}.parquet", dataset=wildcards.dataset, shard=SHARDS)
+    return expand(
+        "results/{dataset}/users/flows/shard-{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=SHARDS,
+    )
 
 
 def window_shards(wildcards):
-    return expand("results/{dataset}/users/windows/shard-{shard}.parquet", dataset=wildcards.dataset, shard=SHARDS)
+    return expand(
+        "results/{dataset}/users/windows/shard-{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=SHARDS,
+    )
 
 
 def user_tables(wildcards):
@@ -115,10 +127,33 @@ def model_needs_gpu(wildcards):
 
 def all_metric_files(wildcards=None):
     return expand(
-        "results/{dataset}/metrics/{model}/seed{seed}.json", dataset=DATASETS, model=MODELS, seed=SEEDS
+        "results/{dataset}/metrics/{model}/seed{seed}.json",
+        dataset=DATASETS,
+        model=MODELS,
+        seed=SEEDS,
     )
 
 
 def dataset_internal(wildcards):
     """The dataset's internal-address filter (CIDR blocks and name patterns)."""
     return config["datasets"][wildcards.dataset].get("internal", [])
+
+
+def report_inputs(wildcards):
+    """Every file the report reads: per dataset its flows, users, temporal analysis, evaluation
+    space and first-seed samples; the metric summary; the embedding and anomaly outputs."""
+    inputs = {
+        "summary": "results/metrics/summary.csv",
+        "anomaly": "results/metrics/anomaly.csv",
+        "embed": embed_outputs(),
+    }
+    for dataset in DATASETS:
+        inputs[f"manifest_{dataset}"] = f"results/{dataset}/flows/manifest.json"
+        inputs[f"temporal_{dataset}"] = f"results/{dataset}/temporal.json"
+        inputs[f"space_{dataset}"] = f"results/{dataset}/evalspace.json"
+        inputs[f"hosts_{dataset}"] = f"results/{dataset}/users/hosts.parquet"
+        for model in MODELS:
+            inputs[f"sample_{dataset}_{model}"] = (
+                f"results/{dataset}/samples/{model}/seed{SEEDS[0]}.parquet"
+            )
+    return inputs

@@ -6,9 +6,6 @@ rule evaluate:
         sample="results/{dataset}/samples/{model}/seed{seed}.parquet",
     output:
         metrics="results/{dataset}/metrics/{model}/seed{seed}.json",
-    params:
-        evaluation=config["evaluation"],
-        internal=dataset_internal,
     log:
         "logs/evaluate/{dataset}.{model}.seed{seed}.log",
     benchmark:
@@ -17,6 +14,9 @@ rule evaluate:
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        evaluation=config["evaluation"],
+        internal=dataset_internal,
     script:
         "../scripts/evaluate.py"
 
@@ -27,9 +27,6 @@ rule reference:
         space="results/{dataset}/evalspace.json",
     output:
         metrics="results/{dataset}/metrics/reference.json",
-    params:
-        evaluation=config["evaluation"],
-        internal=dataset_internal,
     log:
         "logs/reference/{dataset}.log",
     benchmark:
@@ -38,6 +35,9 @@ rule reference:
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        evaluation=config["evaluation"],
+        internal=dataset_internal,
     script:
         "../scripts/reference.py"
 
@@ -48,8 +48,6 @@ rule summarize:
         references=expand("results/{dataset}/metrics/reference.json", dataset=DATASETS),
     output:
         summary="results/metrics/summary.csv",
-    params:
-        seeds=SEEDS,
     log:
         "logs/summarize/summary.log",
     benchmark:
@@ -58,5 +56,7 @@ rule summarize:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        seeds=SEEDS,
     script:
         "../scripts/summarize.py"

@@ -1,8 +1,6 @@
 rule simulate:
     output:
         labels="results/{dataset}/raw/labels.csv",
-    params:
-        sim=simulate_params,
     log:
         "logs/simulate/{dataset}.log",
     benchmark:
@@ -11,6 +9,8 @@ rule simulate:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        sim=simulate_params,
     script:
         "../scripts/simulate.py"
 
@@ -21,8 +21,6 @@ rule ingest:
     output:
         manifest="results/{dataset}/flows/manifest.json",
         rejects="results/{dataset}/flows/rejects.csv",
-    params:
-        ingest=ingest_params,
     log:
         "logs/ingest/{dataset}.log",
     benchmark:
@@ -31,5 +29,7 @@ rule ingest:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        ingest=ingest_params,
     script:
         "../scripts/ingest.py"

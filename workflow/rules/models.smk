@@ -3,9 +3,6 @@ rule evalspace:
         unpack(user_tables),
     output:
         space="results/{dataset}/evalspace.json",
-    params:
-        top_k=config["evaluation"]["top_k"],
-        n_bins=config["evaluation"]["n_bins"],
     log:
         "logs/evalspace/{dataset}.log",
     benchmark:
@@ -14,6 +11,9 @@ rule evalspace:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        top_k=config["evaluation"]["top_k"],
+        n_bins=config["evaluation"]["n_bins"],
     script:
         "../scripts/evalspace.py"
 
@@ -24,8 +24,6 @@ rule train:
         space="results/{dataset}/evalspace.json",
     output:
         model=directory("results/{dataset}/models/{model}/seed{seed}"),
-    params:
-        hp=model_params,
     log:
         "logs/train/{dataset}.{model}.seed{seed}.log",
     benchmark:
@@ -35,6 +33,8 @@ rule train:
         mem_mb=6000,
         runtime=120,
         gpu=model_needs_gpu,
+    params:
+        hp=model_params,
     script:
         "../scripts/train.py"
 
@@ -46,8 +46,6 @@ rule sample:
         hosts="results/{dataset}/users/hosts.parquet",
     output:
         sample="results/{dataset}/samples/{model}/seed{seed}.parquet",
-    params:
-        sampling=config["sampling"],
     log:
         "logs/sample/{dataset}.{model}.seed{seed}.log",
     benchmark:
@@ -57,5 +55,7 @@ rule sample:
         mem_mb=6000,
         runtime=60,
         gpu=model_needs_gpu,
+    params:
+        sampling=config["sampling"],
     script:
         "../scripts/sample.py"

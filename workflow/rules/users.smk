@@ -4,8 +4,6 @@ rule select_users:
     output:
         hosts="results/{dataset}/users/hosts.parquet",
         split="results/{dataset}/users/split.json",
-    params:
-        select=select_params,
     log:
         "logs/select_users/{dataset}.log",
     benchmark:
@@ -14,6 +12,8 @@ rule select_users:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        select=select_params,
     script:
         "../scripts/select_users.py"
 
@@ -25,8 +25,6 @@ rule user_flows:
         split="results/{dataset}/users/split.json",
     output:
         flows="results/{dataset}/users/flows/shard-{shard}.parquet",
-    params:
-        rolling_seconds=config["users"]["rolling_seconds"],
     log:
         "logs/user_flows/{dataset}.shard{shard}.log",
     benchmark:
@@ -35,6 +33,8 @@ rule user_flows:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        rolling_seconds=config["users"]["rolling_seconds"],
     script:
         "../scripts/user_flows.py"
 
@@ -47,8 +47,6 @@ rule windows:
     output:
         windows="results/{dataset}/users/windows/shard-{shard}.parquet",
         meta="results/{dataset}/users/windows/meta-{shard}.json",
-    params:
-        windows=config["windows"],
     log:
         "logs/windows/{dataset}.shard{shard}.log",
     benchmark:
@@ -57,6 +55,8 @@ rule windows:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        windows=config["windows"],
     script:
         "../scripts/windows.py"
 
@@ -66,8 +66,6 @@ rule temporal:
         unpack(user_tables),
     output:
         temporal="results/{dataset}/temporal.json",
-    params:
-        temporal=config["temporal"],
     log:
         "logs/temporal/{dataset}.log",
     benchmark:
@@ -76,5 +74,7 @@ rule temporal:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        temporal=config["temporal"],
     script:
         "../scripts/temporal.py"
