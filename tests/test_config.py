@@ -61,3 +61,16 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path: Path):
     assert proc.returncode != 0
     assert "seconds" in proc.stdout and "minimum" in proc.stdout
     assert not (work / "results").exists()
+
+
+def test_user_configfile_datasets_replace_the_defaults(tmp_path: Path):
+    """design §1: a --configfile holding only `datasets` runs on those datasets alone."""
+    from tests.workflow.helpers import planned_jobs
+
+    work = scratch_copy(tmp_path / "w")
+    mine = {"datasets": {"mine": {"format": "ugr16", "path": "tests/data/ugr16-mini", "internal": ["42.219.0.0/16"]}}}
+    (work / "my.yaml").write_text(yaml.safe_dump(mine))
+    proc = snakemake(work, "-n", "ingest_only", configfile="my.yaml")
+    assert planned_jobs(proc.stdout) == {"ingest": 1, "ingest_only": 1}
+    assert "results/mine/flows/manifest.json" in proc.stdout
+    assert "results/sim/" not in proc.stdout
