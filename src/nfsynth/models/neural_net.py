@@ -1,0 +1,228 @@
+"""The torch network of the neural flow model: embeddings, host state, per-field heads.
+
+One step per flow. For a target flow the *state* ``s`` (d) summarises
+
+- the last ``K`` flows of the host: each flow's embedding is the sum of its field embeddings;
+  the K embeddings (oldest first, zeros before the host's first flow) are concatenated and
+  projected (a causal convolution with kernel K, evaluated once per flow);
+- the 3-hour context: the ``C`` complete 5-minute windows before the previous flow's window and
+  that window so far, ``(C + 1) x 4`` log1p sums (flows, bytes, packets, outgoing flows);
+- the previous flow's cyclic hour and day, a first-flow flag, the share of the history that
+  exists, the host's activity (log10 flows/day) and its role (embedding).
+
+Field ``j`` of the flow is predicted by its head from ``s + sum_{i<j} E_i(x_i)``: the
+embeddings of the earlier fields of the same flow (MADE-like causal order, ``FIELD_ORDER``).
+Categorical heads give softmax logits over the vocabulary; continuous heads give a mixture of
+``M`` logistics over the field's latent value (``logits, mu, log_scale``), scored on
+intervals so probabilities are exact. ``dt``'s embedding also carries the flow's own cyclic
+time, so every later field sees the hour of its flow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nfsynth.models.neural_vocab import CONTEXT_FEATURES, N_RBF
+
+LOG_SCALE_RANGE = (-7.0, 4.0)
+AUX_FEATURES = 7  # prev time (4), first flag, history share, host activity
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x)
+
+
+def log_expm1(x: torch.Tensor) -> torch.Tensor:
+    """log(exp(x) - 1) for x > 0, stable at both ends."""
+    x = x.clamp(min=1e-30)
+    big = x > 15.0
+    small = torch.log(torch.expm1(torch.where(big, torch.ones_like(x), x)))
+    large = torch.where(big, x, torch.full_like(x, 20.0))  # safe in both branches (no NaN grads)
+    return torch.where(big, large + torch.log1p(-torch.exp(-large)), small)
+
+
+def interval_log_prob(
+    params: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, width: torch.Tensor
+) -> torch.Tensor:
+    """log P(lo < Y <= hi) under a mixture of logistics, shape (...).
+
+    ``params``: (..., 3M) = mixture logits, locations, log scales. ``lo`` may be -inf and
+    ``hi`` +inf; ``width`` = hi - lo computed without cancellation (0: empty interval).
+    """
+    logits, mu, log_s = params.float().chunk(3, dim=-1)
+    log_s = log_s.clamp(*LOG_SCALE_RANGE)
+    inv_s = torch.exp(-log_s)
+    lo, hi, width = lo.unsqueeze(-1), hi.unsqueeze(-1), width.unsqueeze(-1)
+    left_open, right_open = torch.isinf(lo), torch.isinf(hi)
+    lo_safe = torch.where(left_open, torch.zeros_like(lo), lo)
+    hi_safe = torch.where(right_open, torch.zeros_like(hi), hi)
+    width = torch.where(left_open | right_open, torch.ones_like(width), width)
+    a = (lo_safe - mu) * inv_s
+    b = (hi_safe - mu) * inv_s
+    w = width * inv_s
+    both = a + log_expm1(w) - softplus(a) - softplus(a + w)
+    below = -softplus(-b)  # lo = -inf: log sigmoid(b)
+    above = -softplus(a)  # hi = +inf: log (1 - sigmoid(a))
+    comp = torch.where(
+        left_open,
+        torch.where(right_open, torch.zeros_like(a), below),
+        torch.where(right_open, above, both),
+    )
+    comp = torch.where(width <= 0, torch.full_like(comp, -69.0), comp)
+    return torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
+
+
+class FlowNet(nn.Module):
+    """Autoregressive flow network. ``fields``: (name, kind, size) in generation order, kind
+    ``cat`` (size = vocabulary) or ``cont`` (size ignored)."""
+
+    def __init__(
+        self,
+        fields: list[tuple[str, str, int]],
+        *,
+        d_model: int,
+        history: int,
+        context: int,
+        mixtures: int,
+        n_roles: int,
+        history_dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.history_dropout = float(history_dropout)
+        self.fields = [(str(n), str(k), int(s)) for n, k, s in fields]
+        self.d, self.K, self.C, self.M = d_model, history, context, mixtures
+        d = d_model
+        self.embed = nn.ModuleDict()
+        for name, kind, size in self.fields:
+            if kind == "cat":
+                self.embed[name] = nn.Embedding(size, d)
+            else:
+                self.embed[name] = nn.Linear(N_RBF + 1 + (4 if name == "dt" else 0), d)
+        self.register_buffer("rbf_centers", torch.linspace(0.0, 1.0, N_RBF), persistent=False)
+        self.hist_proj = nn.Linear(history * d, d)
+        self.ctx_proj = nn.Linear((context + 1) * CONTEXT_FEATURES, d)
+        self.aux_proj = nn.Linear(AUX_FEATURES, d)
+        self.role_emb = nn.Embedding(n_roles, d)
+        self.state_norm = nn.LayerNorm(d)
+        self.state_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        n_fields = len(self.fields)
+        self.head_w1 = nn.Parameter(torch.randn(n_fields, d, d) / math.sqrt(d))
+        self.head_b1 = nn.Parameter(torch.zeros(n_fields, d))
+        self.head_out = nn.ModuleList(
+            nn.Linear(d, size if kind == "cat" else 3 * mixtures) for _, kind, size in self.fields
+        )
+
+    # -- pieces ------------------------------------------------------------------------
+    def init_mixture(self, j: int, quantiles: torch.Tensor, spread: float) -> None:
+        """Start continuous head ``j``'s locations at ``quantiles`` (M,) of its latent."""
+        with torch.no_grad():
+            bias = self.head_out[j].bias
+            bias[self.M : 2 * self.M] = quantiles
+            bias[2 * self.M :] = math.log(max(spread, 1e-3))
+
+    def rbf(self, v: torch.Tensor) -> torch.Tensor:
+        """(...,) in [0, 1] -> (..., N_RBF + 1) radial features plus the value."""
+        width = 1.0 / (N_RBF - 1)
+        feats = torch.exp(-(((v.unsqueeze(-1) - self.rbf_centers) / width) ** 2))
+        return torch.cat([feats, v.unsqueeze(-1)], dim=-1)
+
+    def field_embedding(
+        self, j: int, x: torch.Tensor, time: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embedding (..., d) of field ``j``: token ids, or scaled log1p values (plus the
+        flow's cyclic time (..., 4) for ``dt``)."""
+        name, kind, _ = self.fields[j]
+        if kind == "cat":
+            return self.embed[name](x)
+        feats = self.rbf(x.float())
+        if name == "dt":
+            feats = torch.cat([feats, time], dim=-1)
+        return self.embed[name](feats)
+
+    def state(
+        self, hist: torch.Tensor, ctx: torch.Tensor, aux: torch.Tensor, role: torch.Tensor
+    ) -> torch.Tensor:
+        """Host state (..., d) from history (..., K, d), context (..., C + 1, 4),
+        aux (..., 7) and role ids (...)."""
+        s = (
+            self.hist_proj(hist.flatten(-2))
+            + self.ctx_proj(ctx.flatten(-2))
+            + self.aux_proj(aux)
+            + self.role_emb(role)
+        )
+        s = self.state_norm(s)
+        return s + self.state_mlp(s)
+
+    def head(self, j: int, u: torch.Tensor) -> torch.Tensor:
+        """Output of field ``j``'s head from its input (..., d)."""
+        return self.head_out[j](F.gelu(u @ self.head_w1[j] + self.head_b1[j]))
+
+    def heads(self, s: torch.Tensor, field_emb: torch.Tensor) -> list[torch.Tensor]:
+        """Every head at once: ``s`` (..., d), the target flows' field embeddings
+        (..., F, d); head j sees ``s`` plus the embeddings of fields < j."""
+        prefix = torch.cumsum(field_emb, dim=-2) - field_emb  # exclusive
+        u = s.unsqueeze(-2) + prefix
+        hidden = F.gelu(torch.einsum("...fd,fdh->...fh", u, self.head_w1) + self.head_b1)
+        return [self.head_out[j](hidden[..., j, :]) for j in range(len(self.fields))]
+
+    # -- training / scoring ------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Heads of the target flows of a batch of windows.
+
+        ``batch``: per field ``x:<name>`` (S, P) token ids or scaled values of the P = K + L
+        positions; ``time`` (S, P, 4); ``valid`` (S, P); ``ctx`` (S, L, C + 1, 4);
+        ``aux`` (S, L, 7); ``role`` (S, L). Returns (target field embeddings (S, L, F, d),
+        head outputs: one (S, L, out_j) per field).
+        """
+        K = self.K
+        time = batch["time"]
+        embs = [
+            self.field_embedding(j, batch[f"x:{name}"], time)
+            for j, (name, _, _) in enumerate(self.fields)
+        ]
+        field_emb = torch.stack(embs, dim=-2)  # (S, P, F, d)
+        flow_emb = field_emb.sum(-2) * batch["valid"].unsqueeze(-1)
+        L = flow_emb.shape[1] - K
+        hist = flow_emb.unfold(1, K, 1)[:, :L]  # (S, L, d, K)
+        hist = hist.transpose(-1, -2)  # (S, L, K, d), oldest first
+        ctx, aux = batch["ctx"], batch["aux"]
+        if self.training and self.history_dropout > 0:
+            # forget the host's past for some targets, as at its first flow: the state must
+            # then predict from role, activity and time alone (keeps role conditioning strong)
+            drop = torch.rand(hist.shape[:2], device=hist.device) < self.history_dropout
+            keep = (~drop).unsqueeze(-1)
+            hist = hist * keep.unsqueeze(-1)
+            ctx = ctx * keep.unsqueeze(-1)
+            aux = torch.cat(
+                [
+                    aux[..., :4],
+                    torch.where(keep, aux[..., 4:6], aux.new_tensor([1.0, 0.0])),
+                    aux[..., 6:],
+                ],
+                -1,
+            )
+        s = self.state(hist, ctx, aux, batch["role"])
+        target = field_emb[:, K:]
+        return target, self.heads(s, target)
+
+
+def logistic_sample(params: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One draw (B,) from each row's mixture of logistics ``params`` (B, 3M)."""
+    logits, mu, log_s = params.float().chunk(3, dim=-1)
+    comp = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen)
+    mu = mu.gather(1, comp).squeeze(1)
+    scale = torch.exp(log_s.clamp(*LOG_SCALE_RANGE)).gather(1, comp).squeeze(1)
+    u = torch.rand(mu.shape, generator=gen, device=mu.device).clamp(1e-6, 1 - 1e-6)
+    return mu + scale * (torch.log(u) - torch.log1p(-u))
+
+
+def time_features_torch(ts: torch.Tensor) -> torch.Tensor:
+    """Torch twin of ``neural_vocab.time_features``: (B,) float64 seconds -> (B, 4) float32."""
+    hour = torch.remainder(ts, 86400.0) / 3600.0
+    dow = torch.remainder(torch.floor(ts / 86400.0) + 3.0, 7.0) + hour / 24.0
+    a, b = 2 * math.pi * hour / 24.0, 2 * math.pi * dow / 7.0
+    return torch.stack([torch.sin(a), torch.cos(a), torch.sin(b), torch.cos(b)], dim=1).float()

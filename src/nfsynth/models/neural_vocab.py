@@ -1,0 +1,512 @@
+"""Token vocabularies, continuous-field specs and input arrays of the neural flow model.
+
+Everything here is numpy/pandas (no torch): it turns a user-flow DataFrame
+(docs/architecture.md) into the arrays :mod:`nfsynth.models.neural_net` consumes, and turns
+sampled token ids back into field values.
+
+Fields, in the fixed generation order (``FIELD_ORDER``)::
+
+    dt, proto, dport, sport, peer, direction, duration, packets, bytes, rev_packets, rev_bytes
+
+- Categorical fields (``proto``, ``dport``, ``sport``, ``peer``, ``direction``) are tokens of a
+  :class:`CategoricalVocab`: the frequent training values exactly (every value of the
+  evaluation space's top-K among them), then *bucket* tokens for the rest (ports: ``<low>``
+  below 1024, ``<reg>`` 1024-49151, ``<eph>`` from 49152, ``<anon>`` for anonymised
+  ``Port12345``, ``<text>`` otherwise; peers: ``<external>`` / ``<internal>``; other fields:
+  ``<other>``). Each token maps to exactly one evaluation code: an exact value to its own code
+  (or ``other`` when the space does not list it), a bucket to ``other`` (buckets never hold a
+  value the space lists, since those are exact tokens). Peers map to their ``peer_kind`` code.
+  A sampled bucket token becomes a concrete value: a training value of the bucket drawn by
+  frequency (ports, protocols) or a placeholder name ``ext-0042`` / ``int-0007`` (peers).
+- Continuous fields live on a grid of resolution ``r`` (1 for integer data such as counts and
+  LANL's whole seconds, 0.001 s otherwise). The model's latent value is ``log1p(x)``, except
+  for ``bytes`` and ``rev_bytes``: ``log(x / max(packets, 1))`` (log bytes per packet, so
+  bytes are generated given packets). A grid value ``k * r`` owns the raw interval
+  ``[(k - 1/2) r, (k + 1/2) r)`` (``k = 0``: everything below ``r / 2``); its probability is
+  the latent mixture's mass over the mapped interval, so likelihoods are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from nfsynth.evalspace import OTHER, EvalSpace, categorical_text
+from nfsynth.schema import ROLES
+
+FIELD_ORDER: tuple[str, ...] = (
+    "dt",
+    "proto",
+    "dport",
+    "sport",
+    "peer",
+    "direction",
+    "duration",
+    "packets",
+    "bytes",
+    "rev_packets",
+    "rev_bytes",
+)
+CATEGORICAL: frozenset[str] = frozenset({"proto", "dport", "sport", "peer", "direction"})
+#: ratio fields: field -> the count it is divided by
+RATIO_BASE: dict[str, str] = {"bytes": "packets", "rev_bytes": "rev_packets"}
+#: bytes per packet a sample keeps to (IPv4 header .. largest IP packet)
+BPP_RANGE: tuple[float, float] = (20.0, 65535.0)
+#: per-window statistics of the context: flows, bytes, packets, outgoing flows (log1p sums)
+CONTEXT_FEATURES: int = 4
+N_RBF: int = 16
+
+
+def port_bucket(values: np.ndarray) -> np.ndarray:
+    """Bucket name of each port text: ``<low>``/``<reg>``/``<eph>``/``<anon>``/``<text>``."""
+    text = pd.Series(values, dtype=object).astype(str)
+    number = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    anon = text.str.startswith("Port").to_numpy()
+    return np.select(
+        [
+            np.isfinite(number) & (number < 1024),
+            np.isfinite(number) & (number < 49152),
+            np.isfinite(number),
+            anon,
+        ],
+        ["<low>", "<reg>", "<eph>", "<anon>"],
+        default="<text>",
+    ).astype(object)
+
+
+@dataclass
+class CategoricalVocab:
+    """Tokens of one categorical field: ``tokens`` (exact values then bucket names), the
+    evaluation code of each token, and per bucket the training values it stands for."""
+
+    name: str
+    tokens: list[str]
+    n_exact: int
+    eval_code: list[int]
+    bucket_values: dict[str, list[str]] = field(default_factory=dict)
+    bucket_counts: dict[str, list[int]] = field(default_factory=dict)
+    peer_kind: list[str] = field(default_factory=list)
+    seen: list[bool] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    def buckets_of(self, text: np.ndarray, flows: pd.DataFrame | None = None) -> np.ndarray:
+        """Bucket name of each value (used for values without an exact token)."""
+        if self.name in ("dport", "sport"):
+            return port_bucket(text)
+        if self.name == "peer":
+            kind = (
+                categorical_text(flows["peer_kind"])
+                if flows is not None
+                else np.full(len(text), "external")
+            )
+            return np.where(kind == "internal", "<internal>", "<external>").astype(object)
+        return np.full(len(text), "<other>", dtype=object)
+
+    def encode(self, flows: pd.DataFrame) -> np.ndarray:
+        """Token ids of ``flows[self.name]``, int64 (n,)."""
+        text = categorical_text(flows[self.name])
+        lookup = {t: i for i, t in enumerate(self.tokens[: self.n_exact])}
+        ids = pd.Series(text).map(lookup).to_numpy(dtype=float)
+        missing = np.isnan(ids)
+        if missing.any():
+            bucket_ids = {t: i for i, t in enumerate(self.tokens) if i >= self.n_exact}
+            buckets = self.buckets_of(
+                text[missing], flows.loc[missing] if self.name == "peer" else None
+            )
+            fallback = self.n_exact if self.size > self.n_exact else 0
+            ids[missing] = pd.Series(buckets).map(bucket_ids).fillna(fallback).to_numpy(dtype=float)
+        return ids.astype(np.int64)
+
+    def decode(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Values of token ids (object array of text); buckets become concrete values."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.asarray(self.tokens, dtype=object)[ids]
+        for b in np.unique(ids[ids >= self.n_exact]):
+            name = self.tokens[b]
+            rows = np.flatnonzero(ids == b)
+            if self.name == "peer":
+                prefix = "int" if name == "<internal>" else "ext"
+                n_distinct = max(len(self.bucket_values.get(name, [])), 1)
+                numbers = rng.integers(0, n_distinct, size=rows.size)
+                out[rows] = np.char.add(f"{prefix}-", np.char.zfill(numbers.astype(str), 4)).astype(
+                    object
+                )
+                continue
+            values = self.bucket_values.get(name) or [name.strip("<>")]
+            counts = np.asarray(self.bucket_counts.get(name) or [1] * len(values), dtype=float)
+            out[rows] = np.asarray(values, dtype=object)[
+                rng.choice(len(values), size=rows.size, p=counts / counts.sum())
+            ]
+        return out
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CategoricalVocab:
+        return cls(**data)
+
+
+def build_vocab(
+    name: str, flows: pd.DataFrame, space: EvalSpace, *, top: int, bucket_keep: int = 256
+) -> CategoricalVocab:
+    """Vocabulary of field ``name`` from training flows: the ``top`` most frequent values and
+    every value the evaluation space lists exactly; the rest in buckets."""
+    text = categorical_text(flows[name])
+    counts = _ranked_counts(text)
+    exact = list(counts.index[:top])
+    eval_field = "peer_kind" if name == "peer" else name
+    for v in space.vocab.get(eval_field, []) if eval_field != "peer_kind" else []:
+        if v not in exact and v in counts.index:
+            exact.append(v)
+    exact_set = set(exact)
+    rest = np.array([v not in exact_set for v in text])
+    buckets_all = {
+        "dport": ["<low>", "<reg>", "<eph>", "<anon>", "<text>"],
+        "sport": ["<low>", "<reg>", "<eph>", "<anon>", "<text>"],
+    }
+    bucket_names = buckets_all.get(
+        name, ["<external>", "<internal>"] if name == "peer" else ["<other>"]
+    )
+    vocab = CategoricalVocab(
+        name=name, tokens=exact + bucket_names, n_exact=len(exact), eval_code=[]
+    )
+    bucket_of = vocab.buckets_of(text[rest], flows.loc[rest] if name == "peer" else None)
+    vocab.seen = [True] * len(exact)
+    for b in bucket_names:
+        sel = _ranked_counts(text[rest][bucket_of == b])
+        vocab.seen.append(bool(len(sel)))
+        if name == "peer":
+            vocab.bucket_values[b] = [str(i) for i in range(len(sel))]
+            vocab.bucket_counts[b] = []
+        else:
+            vocab.bucket_values[b] = [str(v) for v in sel.index[:bucket_keep]]
+            vocab.bucket_counts[b] = [int(c) for c in sel.to_numpy()[:bucket_keep]]
+    if name == "peer":
+        kinds = (
+            pd.Series(categorical_text(flows["peer_kind"]), index=text)
+            .groupby(level=0)
+            .agg(lambda s: s.value_counts().index[0])
+        )
+        vocab.peer_kind = [str(kinds.get(v, "external")) for v in exact] + ["external", "internal"]
+    vocab.eval_code = eval_codes(vocab, space)
+    return vocab
+
+
+def _ranked_counts(text: np.ndarray) -> pd.Series:
+    """Value counts, most frequent first, ties by value (deterministic)."""
+    counts = pd.Series(text, dtype=object).value_counts(sort=False).sort_index()
+    return counts.sort_values(ascending=False, kind="mergesort")
+
+
+def eval_codes(vocab: CategoricalVocab, space: EvalSpace) -> list[int]:
+    """Evaluation code of each token (exact value -> its code or ``other``; bucket -> other)."""
+    if vocab.name == "peer":
+        if "peer_kind" not in space.vocab:
+            return [0] * vocab.size
+        return [
+            int(space.encode_field("peer_kind", np.array([k], dtype=object))[0])
+            for k in vocab.peer_kind
+        ]
+    if vocab.name not in space.vocab:
+        return [0] * vocab.size
+    other = len(space.vocab[vocab.name])
+    exact = space.encode_field(vocab.name, np.asarray(vocab.tokens[: vocab.n_exact], dtype=object))
+    return [int(c) for c in exact] + [other] * (vocab.size - vocab.n_exact)
+
+
+@dataclass
+class ContinuousSpec:
+    """A continuous field: grid ``resolution`` (raw units), ``scale`` (max log1p value, for
+    the input embedding) and the latent range seen in training (``lat_lo``, ``lat_hi``)."""
+
+    name: str
+    resolution: float
+    scale: float
+    lat_lo: float
+    lat_hi: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def raw_values(flows: pd.DataFrame, name: str) -> np.ndarray:
+    """Non-negative float64 values of a continuous field (nulls as 0), shape (n,)."""
+    if name == "dt" and "dt" not in flows:
+        ts = flows["ts"].to_numpy(dtype=float)
+        dt = np.diff(ts, prepend=ts[:1]) if len(ts) else ts
+        first = (
+            np.r_[True, flows["user"].to_numpy()[1:] != flows["user"].to_numpy()[:-1]]
+            if len(ts)
+            else ts
+        )
+        return np.where(first, 0.0, np.clip(dt, 0.0, None))
+    x = pd.to_numeric(flows[name], errors="coerce").to_numpy(dtype=float)
+    return np.clip(np.nan_to_num(x, nan=0.0), 0.0, None)
+
+
+def latent_base(flows: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Divisor of a ratio field (``max(packets, 1)``), or None."""
+    if name not in RATIO_BASE:
+        return None
+    return np.maximum(raw_values(flows, RATIO_BASE[name]), 1.0)
+
+
+def build_spec(name: str, flows: pd.DataFrame) -> ContinuousSpec:
+    x = raw_values(flows, name)
+    integer = bool(np.all(np.abs(x - np.rint(x)) < 1e-9))
+    resolution = 1.0 if integer else 0.001
+    base = latent_base(flows, name)
+    lat = np.log1p(x) if base is None else np.log(np.maximum(x, 0.5 * resolution) / base)
+    return ContinuousSpec(
+        name=name,
+        resolution=resolution,
+        scale=float(max(np.log1p(x).max(initial=0.0), 1.0)),
+        lat_lo=float(np.quantile(lat, 0.001)) if len(lat) else 0.0,
+        lat_hi=float(lat.max(initial=1.0)),
+    )
+
+
+def grid_interval(
+    x_lo: np.ndarray, x_hi: np.ndarray, spec: ContinuousSpec, base: np.ndarray | None
+):
+    """Latent interval of the grid values within raw ``[x_lo, x_hi)`` (x_hi may be inf).
+
+    Returns (lo, hi, width), float64 (n,): ``lo`` may be -inf, ``hi`` +inf; ``width`` is
+    ``hi - lo`` computed without cancellation (0 where the interval holds no grid value).
+    """
+    r = spec.resolution
+    k_min = np.ceil(x_lo / r - 1e-9)
+    k_max = np.where(np.isinf(x_hi), np.inf, np.ceil(x_hi / r - 1e-9) - 1)
+    a_raw = (k_min - 0.5) * r
+    b_raw = (k_max + 0.5) * r
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if base is None:
+            lo = np.where(k_min <= 0, -np.inf, np.log1p(a_raw))
+            hi = np.where(np.isinf(b_raw), np.inf, np.log1p(b_raw))
+            width = np.log1p((b_raw - a_raw) / (1.0 + np.maximum(a_raw, 0.0)))
+        else:
+            lo = np.where(k_min <= 0, -np.inf, np.log(a_raw / base))
+            hi = np.where(np.isinf(b_raw), np.inf, np.log(b_raw / base))
+            width = np.log1p((b_raw - a_raw) / np.maximum(a_raw, 1e-300))
+    empty = k_max < k_min
+    width = np.where(empty, 0.0, width)
+    hi = np.where(empty, lo, hi)
+    return lo, hi, width
+
+
+def value_interval(x: np.ndarray, spec: ContinuousSpec, base: np.ndarray | None):
+    """Latent interval of each value's grid cell (training target)."""
+    r = spec.resolution
+    k = np.maximum(np.rint(x / r), 0.0)
+    return grid_interval(k * r, (k + 1) * r, spec, base)
+
+
+def time_features(ts: np.ndarray) -> np.ndarray:
+    """Cyclic hour-of-day and day-of-week of epoch seconds: (n, 4) float32
+    ``[sin h, cos h, sin d, cos d]`` (day 0 = Monday; 1970-01-01 was a Thursday)."""
+    hour = np.mod(ts, 86400.0) / 3600.0
+    dow = np.mod(np.floor(ts / 86400.0) + 3.0, 7.0) + hour / 24.0
+    a, b = 2 * np.pi * hour / 24.0, 2 * np.pi * dow / 7.0
+    return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1).astype(np.float32)
+
+
+def infer_roles(flows: pd.DataFrame) -> dict[str, str]:
+    """Role of each user from its flows (design §4), for frames without a hosts table."""
+    out = flows["direction"].astype(str).to_numpy() == "out"
+    ext = categorical_text(flows["peer_kind"]) == "external"
+    frame = pd.DataFrame(
+        {"user": flows["user"].astype(str).to_numpy(), "eo": out & ext, "ei": ~out & ext}
+    )
+    agg = frame.groupby("user").agg(eo=("eo", "any"), ei=("ei", "any"))
+    role = np.select(
+        [agg["eo"] & agg["ei"], agg["eo"], agg["ei"]],
+        ["both", "out_external", "in_external"],
+        "internal",
+    )
+    return dict(zip(agg.index.astype(str), role, strict=True))
+
+
+def role_ids(roles: np.ndarray) -> np.ndarray:
+    lookup = {r: i for i, r in enumerate(ROLES)}
+    return pd.Series(roles).map(lookup).fillna(0).to_numpy(dtype=np.int64)
+
+
+@dataclass
+class Encoded:
+    """A user-flow frame as model inputs, rows sorted by (user, ts). ``n`` flows, ``F`` fields.
+
+    ``cat[f]``: int64 (n,) token ids. ``lo/hi/width[f]``: float32 (n,) latent interval of the
+    value's grid cell. ``emb[f]``: float32 (n,) log1p(value) / scale (embedding input).
+    ``time``: (n, 4) cyclic time of the flow. ``host``: int64 (n,) host index; ``start``/``end``:
+    int64 (n,) first row / row after the last of the flow's host. ``role``: int64 (n,), ``rate``: float32 (n,)
+    host activity. ``ctx_rows``: int64 (n,) row of the flow's window in ``ctx_table``
+    (C, F) per host with C zero rows before each host; ``partial``: (n, 4) log1p sums of the
+    flow's window up to and including the flow. ``order``: the frame row of each sorted row.
+    """
+
+    n: int
+    cat: dict[str, np.ndarray]
+    lo: dict[str, np.ndarray]
+    hi: dict[str, np.ndarray]
+    width: dict[str, np.ndarray]
+    emb: dict[str, np.ndarray]
+    base: dict[str, np.ndarray]
+    time: np.ndarray
+    host: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    role: np.ndarray
+    rate: np.ndarray
+    ctx_table: np.ndarray
+    ctx_rows: np.ndarray
+    partial: np.ndarray
+    order: np.ndarray
+    frame: pd.DataFrame
+
+
+def host_rates(flows: pd.DataFrame) -> dict[str, float]:
+    """log10 of flows per day of each user over the span of its days in ``flows``."""
+    if len(flows) == 0:
+        return {}
+    days = np.floor(flows["ts"].to_numpy(dtype=float) / 86400.0)
+    frame = pd.DataFrame({"user": flows["user"].astype(str).to_numpy(), "day": days})
+    agg = frame.groupby("user").agg(n=("day", "size"), d=("day", "nunique"))
+    return dict(zip(agg.index, np.log10(agg["n"] / agg["d"]).astype(float), strict=True))
+
+
+def window_sums(frame: pd.DataFrame) -> np.ndarray:
+    """Per-flow statistics summed into windows: (n, 4) float64 [1, bytes, packets, out]."""
+    return np.stack(
+        [
+            np.ones(len(frame)),
+            raw_values(frame, "bytes"),
+            raw_values(frame, "packets"),
+            (frame["direction"].astype(str).to_numpy() == "out").astype(float),
+        ],
+        axis=1,
+    )
+
+
+def encode_frame(
+    flows: pd.DataFrame,
+    vocabs: dict[str, CategoricalVocab],
+    specs: dict[str, ContinuousSpec],
+    roles: dict[str, str],
+    rates: dict[str, float],
+    *,
+    window_seconds: float,
+    context: int,
+) -> Encoded:
+    """Model inputs of a user-flow frame (see :class:`Encoded`)."""
+    frame = normalise_frame(flows)
+    order = np.lexsort((frame["ts"].to_numpy(dtype=float), frame["user"].astype(str).to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    n = len(frame)
+    users = frame["user"].astype(str).to_numpy()
+    first = np.r_[True, users[1:] != users[:-1]] if n else np.zeros(0, bool)
+    host = np.cumsum(first) - 1
+    start = np.flatnonzero(first)[host] if n else np.zeros(0, np.int64)
+    cat = {name: v.encode(frame) for name, v in vocabs.items()}
+    lo, hi, width, emb, base = {}, {}, {}, {}, {}
+    for name, spec in specs.items():
+        x = raw_values(frame, name)
+        b = latent_base(frame, name)
+        a, c, w = value_interval(x, spec, b)
+        lo[name], hi[name], width[name] = (
+            a.astype(np.float32),
+            c.astype(np.float32),
+            w.astype(np.float32),
+        )
+        emb[name] = (np.log1p(x) / spec.scale).astype(np.float32)
+        if b is not None:
+            base[name] = b
+    known = infer_roles(frame) if n else {}
+    role = role_ids(np.array([roles.get(u, known.get(u, "both")) for u in users], dtype=object))
+    own = host_rates(frame)
+    rate = np.array([rates.get(u, own.get(u, 0.0)) for u in users], dtype=np.float32)
+    ts = frame["ts"].to_numpy(dtype=float)
+    win = np.floor(ts / window_seconds).astype(np.int64)
+    sums = window_sums(frame)
+    # dense per-host window table with `context` zero rows before each host's first window
+    n_hosts = int(host.max()) + 1 if n else 0
+    wmin = np.full(n_hosts, 0, np.int64)
+    wmax = np.full(n_hosts, 0, np.int64)
+    if n:
+        wmin = pd.Series(win).groupby(host).min().to_numpy()
+        wmax = pd.Series(win).groupby(host).max().to_numpy()
+    size = wmax - wmin + 1 + context
+    offset = np.r_[0, np.cumsum(size)[:-1]] if n_hosts else np.zeros(0, np.int64)
+    rows = offset[host] + context + (win - wmin[host]) if n else np.zeros(0, np.int64)
+    table = np.zeros((int(size.sum()) if n_hosts else 0, sums.shape[1]))
+    for j in range(sums.shape[1]):
+        table[:, j] = np.bincount(rows, weights=sums[:, j], minlength=table.shape[0])
+    # running sums within (host, window) including the flow itself
+    group_start = np.r_[True, rows[1:] != rows[:-1]] if n else np.zeros(0, bool)
+    csum = np.cumsum(sums, axis=0)
+    gidx = np.flatnonzero(group_start)[np.cumsum(group_start) - 1] if n else np.zeros(0, np.int64)
+    before = np.where(gidx[:, None] > 0, csum[np.maximum(gidx - 1, 0)], 0.0) if n else csum
+    partial = csum - before
+    return Encoded(
+        n=n,
+        cat=cat,
+        lo=lo,
+        hi=hi,
+        width=width,
+        emb=emb,
+        base=base,
+        time=time_features(ts),
+        host=host.astype(np.int64),
+        start=start.astype(np.int64),
+        end=(np.cumsum(np.bincount(host))[host] if n else np.zeros(0, np.int64)).astype(np.int64),
+        role=role,
+        rate=rate,
+        ctx_table=np.log1p(table).astype(np.float32),
+        ctx_rows=rows.astype(np.int64),
+        partial=np.log1p(partial).astype(np.float32),
+        order=order,
+        frame=frame,
+    )
+
+
+def normalise_frame(flows: pd.DataFrame) -> pd.DataFrame:
+    """A frame with the columns the model reads: adds ``peer``/``peer_kind`` from
+    ``src``/``dst`` and ``direction`` where missing (sample tables have no peer)."""
+    frame = flows
+    if "peer" not in frame:
+        frame = frame.copy()
+        out = frame["direction"].astype(str).to_numpy() == "out"
+        frame["peer"] = np.where(out, frame["dst"].astype(str), frame["src"].astype(str))
+    if "peer_kind" not in frame:
+        frame = frame.copy()
+        frame["peer_kind"] = "external"
+    for name in ("rev_packets", "rev_bytes"):
+        if name not in frame:
+            frame = frame.copy()
+            frame[name] = np.nan
+    return frame
+
+
+__all__ = [
+    "BPP_RANGE",
+    "CATEGORICAL",
+    "CONTEXT_FEATURES",
+    "FIELD_ORDER",
+    "OTHER",
+    "RATIO_BASE",
+    "CategoricalVocab",
+    "ContinuousSpec",
+    "Encoded",
+    "build_spec",
+    "build_vocab",
+    "encode_frame",
+    "grid_interval",
+    "host_rates",
+    "infer_roles",
+    "time_features",
+]
