@@ -2,6 +2,7 @@
 
 import glob
 import os
+import sys
 
 import yaml
 from snakemake.utils import validate
@@ -22,6 +23,24 @@ def _replace_from_user_configfiles(cfg, keys=("datasets", "models")):
 
 _replace_from_user_configfiles(config)
 validate(config, "../../config/schema.yaml")
+
+
+def _drop_unavailable_peers(cfg):
+    """CTGAN/TVAE need the optional `peers` extra: without it their models are skipped, with a
+    note, and the rest of the workflow runs."""
+    from nfsynth.models.peers import available
+
+    ok, why = available()
+    peers = [m for m, spec in cfg["models"].items() if spec["kind"] in ("ctgan", "tvae")]
+    if peers and not ok:
+        for name in peers:
+            cfg["models"].pop(name)
+        print(f"note: models {', '.join(peers)} skipped: {why}", file=sys.stderr)
+    if not cfg["models"]:
+        raise ValueError("no model left to train: configure at least one in `models`")
+
+
+_drop_unavailable_peers(config)
 
 DATASETS = sorted(config["datasets"])
 SEEDS = [int(seed) for seed in config["seeds"]]
@@ -118,6 +137,16 @@ def user_tables(wildcards):
 def model_params(wildcards):
     """The `models.<name>` slice: the only config a model's train job depends on."""
     return config["models"][wildcards.model]
+
+
+#: CPU threads of a model's train and sample jobs: torch networks use two; the baselines are
+#: single-threaded; CTGAN/TVAE's tiny operations spend ~10x more CPU per step on two threads.
+MODEL_THREADS = {"independent": 1, "bayesnet": 1, "neural": 2, "ctgan": 1, "tvae": 1}
+
+
+def model_threads(wildcards):
+    """Threads of a model's train and sample jobs, by its kind."""
+    return MODEL_THREADS[config["models"][wildcards.model]["kind"]]
 
 
 def model_needs_gpu(wildcards):

@@ -28,7 +28,7 @@ rule train:
         "logs/train/{dataset}.{model}.seed{seed}.log",
     benchmark:
         "benchmarks/train/{dataset}.{model}.seed{seed}.tsv"
-    threads: 2
+    threads: model_threads
     resources:
         mem_mb=6000,
         runtime=120,
@@ -50,7 +50,7 @@ rule sample:
         "logs/sample/{dataset}.{model}.seed{seed}.log",
     benchmark:
         "benchmarks/sample/{dataset}.{model}.seed{seed}.tsv"
-    threads: 2
+    threads: model_threads
     resources:
         mem_mb=6000,
         runtime=60,

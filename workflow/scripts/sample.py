@@ -17,4 +17,5 @@ sample_model(
     int(snakemake.wildcards.seed),
     snakemake.output.sample,
     hosts_path=snakemake.input.hosts,
+    threads=snakemake.threads,
 )

@@ -17,4 +17,5 @@ train_model(
     dict(snakemake.params.hp),
     int(snakemake.wildcards.seed),
     snakemake.output.model,
+    threads=snakemake.threads,
 )

@@ -56,20 +56,37 @@ def heldout_nll_bits(model: Any, flows: Any) -> float:
     return float(-np.mean(model.log_prob(flows)) / math.log(2.0))
 
 
+def limit_threads(threads: int | None) -> None:
+    """Use at most ``threads`` CPU threads in the BLAS/OpenMP pools and, where torch is
+    already imported, in torch (a job must not use more cores than its rule declares)."""
+    if not threads:
+        return
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
 def train_model(
     users_dir: str | Path,
     space_path: str | Path,
     hp: dict[str, Any],
     seed: int,
     out_dir: str | Path,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Build the model of config slice ``hp``, fit it on the training split, save it.
+    """Build the model of config slice ``hp``, fit it on the training split with at most
+    ``threads`` CPU threads, save it.
 
     Returns (and writes as ``out_dir/training.json``) rows, seconds and the validation NLL.
     """
     users = _load_users(users_dir)
     space = EvalSpace.load(space_path)
     model = registry.build(dict(hp))
+    limit_threads(threads)
     train = users.subset("train")
     log.info(
         "training %s (seed %d) on %d flows of %d users",
@@ -129,12 +146,15 @@ def sample_model(
     seed: int,
     out_path: str | Path,
     hosts_path: str | Path | None = None,
+    threads: int | None = None,
 ) -> int:
     """Load a saved model, sample ``sampling.n_users`` hosts over ``sampling.days`` days from
-    ``sampling.start``; write Parquet. Returns the number of flows."""
+    ``sampling.start`` with at most ``threads`` CPU threads; write Parquet. Returns the number
+    of flows."""
     split = json.loads(Path(split_path).read_text())
     start = sample_start(str(sampling.get("start", "auto")), split, hosts_path)
     model = registry.load(str(model_dir))
+    limit_threads(threads)
     t0 = time.perf_counter()
     table = model.sample(int(sampling["n_users"]), start, float(sampling["days"]), seed=int(seed))
     seconds = time.perf_counter() - t0
