@@ -57,3 +57,15 @@ def test_section_has_winner_list_and_utility_table(summary):
 def test_empty_table_is_an_error():
     with pytest.raises(ValueError):
         table(pd.DataFrame({"a": []}), caption="empty")
+
+
+def test_surrogate_nll_is_marked_and_does_not_compete(summary):
+    extra = pd.DataFrame(
+        [("d", "ctgan", "nll_bits", "min", 1.0, 0.1, 3), ("d", "neural", "nll_bits", "min", 9.0, 0.1, 3)],
+        columns=summary.columns,
+    )
+    both = pd.concat([summary, extra], ignore_index=True)
+    best = best_models(both, frozenset({"ctgan"})).set_index("metric")
+    assert best.at["nll_bits", "best"] == "neural"  # ctgan's 1.0 is a surrogate
+    html = metric_table_html(both, "d", ["nll_bits"], "c", frozenset({"ctgan"}))
+    assert "1 (surrogate)" in html

@@ -186,3 +186,42 @@ def report_inputs(wildcards):
                 f"results/{dataset}/samples/{model}/seed{SEEDS[0]}.parquet"
             )
     return inputs
+
+
+def embed_needs_gpu(wildcards=None):
+    """1 when the embed stage is configured for CUDA, so a cluster profile can place the job."""
+    return 1 if config["embed"].get("device") == "cuda" else 0
+
+
+def embed_device(wildcards=None):
+    return config["embed"].get("device", "auto")
+
+
+def embed_truth(wildcards):
+    """The simulator's labels.csv and truth.json for a `simulate` dataset; nothing otherwise."""
+    if config["datasets"][wildcards.dataset]["format"] != "simulate":
+        return {}
+    return {
+        "labels": f"results/{wildcards.dataset}/raw/labels.csv",
+        "truth": f"results/{wildcards.dataset}/raw/truth.json",
+    }
+
+
+def embed_outputs(wildcards=None):
+    """Every file the embed stage writes, for all datasets (the report depends on them)."""
+    per_dataset = [
+        "results/{dataset}/embed/autoencoder/curves.json",
+        "results/{dataset}/embed/autoencoder/scores.parquet",
+        "results/{dataset}/embed/vae/drift.json",
+        "results/{dataset}/embed/vae/scores.parquet",
+        "results/{dataset}/embed/scan_cnn/scores.parquet",
+        "results/{dataset}/embed/anomaly.csv",
+        "results/{dataset}/embed/roc.json",
+        "results/{dataset}/embed/usefulness.json",
+        "results/{dataset}/embed/tsne.parquet",
+    ]
+    return [
+        *expand(per_dataset, dataset=DATASETS),
+        "results/embed/scan_cnn/train.json",
+        "results/metrics/anomaly.csv",
+    ]

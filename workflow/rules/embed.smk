@@ -2,49 +2,6 @@
 # the sequential VAE with latent densities, the port-scan CNN, and their evaluation.
 
 
-def embed_needs_gpu(wildcards=None):
-    """1 when the embed stage is configured for CUDA, so a cluster profile can place the job."""
-    return 1 if config["embed"].get("device") == "cuda" else 0
-
-
-def embed_device(wildcards=None):
-    return config["embed"].get("device", "auto")
-
-
-def embed_truth(wildcards):
-    """The simulator's labels.csv and truth.json for a `simulate` dataset; nothing otherwise.
-
-    truth.json is declared only when the `simulate` rule declares it as an output; the
-    scripts read it beside labels.csv either way.
-    """
-    if config["datasets"][wildcards.dataset]["format"] != "simulate":
-        return {}
-    files = {"labels": f"results/{wildcards.dataset}/raw/labels.csv"}
-    if "truth" in rules.simulate.output.keys():
-        files["truth"] = f"results/{wildcards.dataset}/raw/truth.json"
-    return files
-
-
-def embed_outputs(wildcards=None):
-    """Every file the embed stage writes, for all datasets (the report depends on them)."""
-    per_dataset = [
-        "results/{dataset}/embed/autoencoder/curves.json",
-        "results/{dataset}/embed/autoencoder/scores.parquet",
-        "results/{dataset}/embed/vae/drift.json",
-        "results/{dataset}/embed/vae/scores.parquet",
-        "results/{dataset}/embed/scan_cnn/scores.parquet",
-        "results/{dataset}/embed/anomaly.csv",
-        "results/{dataset}/embed/roc.json",
-        "results/{dataset}/embed/usefulness.json",
-        "results/{dataset}/embed/tsne.parquet",
-    ]
-    return [
-        *expand(per_dataset, dataset=DATASETS),
-        "results/embed/scan_cnn/train.json",
-        "results/metrics/anomaly.csv",
-    ]
-
-
 rule embed_autoencoder:
     input:
         unpack(user_tables),

@@ -15,6 +15,7 @@ rule report:
         report=config["report"],
         datasets=DATASETS,
         models=MODELS,
+        surrogate_nll=[m for m in MODELS if config["models"][m]["kind"] in ("ctgan", "tvae")],
         internal={name: spec.get("internal", []) for name, spec in config["datasets"].items()},
     script:
         "../scripts/report.py"

@@ -31,4 +31,5 @@ build_report(
     title=snakemake.params.report["title"],
     max_plot_rows=snakemake.params.report["max_plot_rows"],
     extra_sections=embed_sections(snakemake.input.anomaly, snakemake.input.embed),
+    surrogate_nll=frozenset(snakemake.params.surrogate_nll),
 )

@@ -313,4 +313,4 @@ def write_user_flows(df: pd.DataFrame, path: str | Path) -> None:
             i = table.column_names.index(name)
             table = table.set_column(i, name, table.column(name).cast(pa.string()))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=1 << 20)
+    pq.write_table(table, path, row_group_size=1 << 16)

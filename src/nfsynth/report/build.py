@@ -64,8 +64,12 @@ def build_report(
     bench_dir: str | Path = "benchmarks",
     max_plot_rows: int = 200_000,
     extra_sections: list[Section] | None = None,
+    surrogate_nll: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
-    """Write the self-contained report; returns counts (sections, datasets, bytes)."""
+    """Write the self-contained report; returns counts (sections, datasets, bytes).
+
+    ``surrogate_nll``: models whose ``nll_bits`` is a surrogate (no likelihood of their own).
+    """
     t0 = time.perf_counter()
     summary = pd.read_csv(summary_csv)
     jobs = runtime.collect(bench_dir)
@@ -76,7 +80,7 @@ def build_report(
         sections.append(overview_section(ds.name, ds.flows_dir, ds.internal, max_plot_rows))
         sections.append(users_section(ds.name, ds.users_dir / "hosts.parquet", ds.users_dir / "split.json"))
         sections.append(temporal_section(ds.name, ds.temporal))
-        sections.append(models_section(summary, ds.name, train_seconds))
+        sections.append(models_section(summary, ds.name, train_seconds, surrogate_nll))
         if ds.samples:
             space = EvalSpace.load(ds.space)
             real = subsample_hosts(UserTables.load(ds.users_dir).subset("test"), max_plot_rows // 4)

@@ -40,13 +40,15 @@ def ordered_metrics(metrics: list[str], include: list[str] | None = None) -> lis
     return head + sorted(m for m in chosen if m not in head)
 
 
-def best_models(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and metric, the best model by its goal (ties: all), the reference excluded.
+def best_models(summary: pd.DataFrame, surrogate_nll: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Per dataset and metric, the best model by its goal (ties: all), the reference and the
+    surrogate NLLs of ``surrogate_nll`` models excluded.
 
     Returns ``dataset, metric, goal, best, value``.
     """
     rows = []
-    competing = summary[(summary["model"] != REFERENCE) & summary["mean"].notna()]
+    surrogate = (summary["metric"] == "nll_bits") & summary["model"].isin(surrogate_nll)
+    competing = summary[(summary["model"] != REFERENCE) & summary["mean"].notna() & ~surrogate]
     for (dataset, metric), group in competing.groupby(["dataset", "metric"], sort=True):
         goal = group["goal"].iloc[0]
         target = group["mean"].min() if goal == "min" else group["mean"].max()
@@ -57,9 +59,16 @@ def best_models(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "metric", "goal", "best", "value"])
 
 
-def metric_table_html(summary: pd.DataFrame, dataset: str, metrics: list[str], caption: str) -> str:
+def metric_table_html(
+    summary: pd.DataFrame,
+    dataset: str,
+    metrics: list[str],
+    caption: str,
+    surrogate_nll: frozenset[str] = frozenset(),
+) -> str:
     """Models as rows, metrics as columns, ``mean ± std``; the best competing value per column
-    gets the ``best`` class, the reference row the ``ref`` class."""
+    gets the ``best`` class, the reference row the ``ref`` class. The ``nll_bits`` of models in
+    ``surrogate_nll`` (no likelihood of their own) is marked ``(surrogate)``."""
     part = summary[(summary["dataset"] == dataset) & summary["metric"].isin(metrics)]
     if part.empty:
         return ""
@@ -70,7 +79,7 @@ def metric_table_html(summary: pd.DataFrame, dataset: str, metrics: list[str], c
     means = part.pivot_table(index="model", columns="metric", values="mean", aggfunc="first")
     stds = part.pivot_table(index="model", columns="metric", values="std", aggfunc="first")
     goals = part.groupby("metric")["goal"].first()
-    best = best_models(part).set_index("metric")
+    best = best_models(part, surrogate_nll).set_index("metric")
     text = pd.DataFrame({"model": models})
     for metric in cols:
         arrow = "↓" if goals[metric] == "min" else "↑"
@@ -78,7 +87,10 @@ def metric_table_html(summary: pd.DataFrame, dataset: str, metrics: list[str], c
         for model in models:
             m = means.at[model, metric] if (model in means.index and metric in means.columns) else np.nan
             s = stds.at[model, metric] if (model in stds.index and metric in stds.columns) else np.nan
-            values.append("–" if pd.isna(m) else (f"{m:.4g} ± {s:.2g}" if pd.notna(s) and s > 0 else f"{m:.4g}"))
+            text_value = "–" if pd.isna(m) else (f"{m:.4g} ± {s:.2g}" if pd.notna(s) and s > 0 else f"{m:.4g}")
+            if metric == "nll_bits" and model in surrogate_nll and pd.notna(m):
+                text_value += " (surrogate)"
+            values.append(text_value)
         text[f"{metric} {arrow}"] = values
 
     def klass(row: int, column: str) -> str:
@@ -93,8 +105,16 @@ def metric_table_html(summary: pd.DataFrame, dataset: str, metrics: list[str], c
     return table(text, caption=caption, cell_class=klass, formatters={c: str for c in text.columns})
 
 
-def models_section(summary: pd.DataFrame, dataset: str, train_seconds: pd.DataFrame | None = None) -> Section:
-    """Metric tables for one dataset (fidelity, utility, privacy) and the winners."""
+def models_section(
+    summary: pd.DataFrame,
+    dataset: str,
+    train_seconds: pd.DataFrame | None = None,
+    surrogate_nll: frozenset[str] = frozenset(),
+) -> Section:
+    """Metric tables for one dataset (fidelity, utility, privacy) and the winners.
+
+    ``surrogate_nll``: models whose ``nll_bits`` is a surrogate (CTGAN/TVAE); they are marked
+    and do not compete for the best NLL."""
     sec = Section(f"models-{dataset}", f"Models: {dataset}")
     part = summary[summary["dataset"] == dataset]
     if part.empty:
@@ -112,7 +132,18 @@ def models_section(summary: pd.DataFrame, dataset: str, train_seconds: pd.DataFr
     privacy = [m for m in metrics if m.startswith(("dcr_", "exact_copy"))]
     fidelity = [m for m in metrics if m not in utility and m not in privacy]
     fidelity_main = [m for m in fidelity if "." not in m and ":" not in m]
-    sec.heading("Fidelity").add(metric_table_html(part, dataset, fidelity_main, "Fidelity and likelihood."))
+    sec.heading("Fidelity").add(
+        metric_table_html(part, dataset, fidelity_main, "Fidelity and likelihood.", surrogate_nll),
+        paragraph(
+            "nll_bits of "
+            + ", ".join(sorted(surrogate_nll))
+            + " is a surrogate (a kernel density of the model's own samples): they have no likelihood, "
+            "so they do not compete for the best NLL.",
+            "note",
+        )
+        if surrogate_nll & set(part["model"])
+        else "",
+    )
     if utility:
         sec.heading("Utility (train on synthetic, test on real)").add(
             metric_table_html(part, dataset, utility, "TSTR against TRTR: protocol macro-F1 and next-window bytes MSE.")
@@ -135,7 +166,7 @@ def models_section(summary: pd.DataFrame, dataset: str, train_seconds: pd.DataFr
             sec.heading("Training time beside fidelity").add(
                 table(frame, caption="Mean training seconds per seed (from the benchmark files) and headline fidelity.")
             )
-    winners = best_models(part)
+    winners = best_models(part, surrogate_nll)
     winners = winners[winners["metric"].isin(fidelity_main + utility + privacy)]
     if len(winners):
         ordered = ordered_metrics(list(winners["metric"]))
