@@ -1,6 +1,7 @@
 rule simulate:
     output:
         labels="results/{dataset}/raw/labels.csv",
+        truth="results/{dataset}/raw/truth.json",
     log:
         "logs/simulate/{dataset}.log",
     benchmark:
