@@ -68,7 +68,15 @@ def test_user_configfile_datasets_replace_the_defaults(tmp_path: Path):
     from tests.workflow.helpers import planned_jobs
 
     work = scratch_copy(tmp_path / "w")
-    mine = {"datasets": {"mine": {"format": "ugr16", "path": "tests/data/ugr16-mini", "internal": ["42.219.0.0/16"]}}}
+    mine = {
+        "datasets": {
+            "mine": {
+                "format": "ugr16",
+                "path": "tests/data/ugr16-mini",
+                "internal": ["42.219.0.0/16"],
+            }
+        }
+    }
     (work / "my.yaml").write_text(yaml.safe_dump(mine))
     proc = snakemake(work, "-n", "ingest_only", configfile="my.yaml")
     assert planned_jobs(proc.stdout) == {"ingest": 1, "ingest_only": 1}

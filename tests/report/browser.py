@@ -56,9 +56,18 @@ def inspect_page(page: Path, screenshot: Path) -> dict:
         raise RuntimeError("chromium is not installed")
     with tempfile.TemporaryDirectory() as tmp:
         probed = Path(tmp) / "probed.html"
-        probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+        probed.write_text(
+            page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
+        )
         dom = subprocess.run(
-            [exe, *FLAGS, f"--user-data-dir={tmp}/profile", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
+            [
+                exe,
+                *FLAGS,
+                f"--user-data-dir={tmp}/profile",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probed.as_uri(),
+            ],
             capture_output=True,
             text=True,
             timeout=180,
@@ -68,7 +77,14 @@ def inspect_page(page: Path, screenshot: Path) -> dict:
             raise RuntimeError(f"the probe did not run; chromium said: {dom.stderr[-2000:]}")
         result = json.loads(match.group(1).replace("&quot;", '"'))
         subprocess.run(
-            [exe, *FLAGS, f"--user-data-dir={tmp}/profile2", "--window-size=1280,2400", f"--screenshot={screenshot}", page.as_uri()],
+            [
+                exe,
+                *FLAGS,
+                f"--user-data-dir={tmp}/profile2",
+                "--window-size=1280,2400",
+                f"--screenshot={screenshot}",
+                page.as_uri(),
+            ],
             capture_output=True,
             timeout=180,
         )

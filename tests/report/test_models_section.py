@@ -26,7 +26,9 @@ def summary() -> pd.DataFrame:
         ("d", "neural", "tstr_protocol_f1", "max", 0.4, 0.1, 3),
         ("d", "real", "tstr_protocol_f1", "max", 0.9, 0.0, 1),
     ]
-    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "goal", "mean", "std", "n_seeds"])
+    return pd.DataFrame(
+        rows, columns=["dataset", "model", "metric", "goal", "mean", "std", "n_seeds"]
+    )
 
 
 def test_best_follows_goal_and_excludes_reference(summary):
@@ -61,7 +63,10 @@ def test_empty_table_is_an_error():
 
 def test_surrogate_nll_is_marked_and_does_not_compete(summary):
     extra = pd.DataFrame(
-        [("d", "ctgan", "nll_bits", "min", 1.0, 0.1, 3), ("d", "neural", "nll_bits", "min", 9.0, 0.1, 3)],
+        [
+            ("d", "ctgan", "nll_bits", "min", 1.0, 0.1, 3),
+            ("d", "neural", "nll_bits", "min", 9.0, 0.1, 3),
+        ],
         columns=summary.columns,
     )
     both = pd.concat([summary, extra], ignore_index=True)
@@ -69,3 +74,21 @@ def test_surrogate_nll_is_marked_and_does_not_compete(summary):
     assert best.at["nll_bits", "best"] == "neural"  # ctgan's 1.0 is a surrogate
     html = metric_table_html(both, "d", ["nll_bits"], "c", frozenset({"ctgan"}))
     assert "1 (surrogate)" in html
+
+
+def test_reference_and_detail_metrics_do_not_compete(summary):
+    extra = pd.DataFrame(
+        [
+            ("d", "b1", "trtr_protocol_f1", "max", 0.9, 0.0, 3),
+            ("d", "b2", "trtr_protocol_f1", "max", 0.9, 0.0, 3),
+            ("d", "b1", "jsd_bytes", "min", 0.1, 0.0, 3),
+            ("d", "b2", "jsd_bytes", "min", 0.2, 0.0, 3),
+        ],
+        columns=summary.columns,
+    )
+    both = pd.concat([summary, extra], ignore_index=True)
+    assert "trtr_protocol_f1" not in set(best_models(both)["metric"])
+    html = "".join(models_section(both, "d").parts)
+    winners = html.split("Winner per metric")[1]
+    assert "jsd_bytes" not in winners and "trtr_protocol_f1" not in winners
+    assert "Per-field and per-rule details" in html

@@ -24,7 +24,9 @@ def scratch_copy(dest: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(src, target)
     return dest
@@ -40,15 +42,36 @@ def write_config(workdir: Path, name: str, edit=None) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, configfile: str = "config/test.yaml", timeout: int = 1200, check: bool = True):
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfile: str = "config/test.yaml",
+    timeout: int = 1200,
+    check: bool = True,
+):
     """Run Snakemake in ``workdir``; returns the CompletedProcess (stdout and stderr merged)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    cmd = [SNAKEMAKE, *args, "--cores", "2", "--configfile", configfile]  # --configfile takes several values: last
+    cmd = [
+        SNAKEMAKE,
+        *args,
+        "--cores",
+        "2",
+        "--configfile",
+        configfile,
+    ]  # --configfile takes several values: last
     proc = subprocess.run(
-        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        cmd,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
+        )
     return proc
 
 

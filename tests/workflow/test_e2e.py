@@ -47,7 +47,7 @@ def test_report_exists_with_expected_sections(workdir: Path):
     html = (workdir / "results" / "report.html").read_text()
     for heading in REPORT_SECTIONS:
         assert heading in html, heading
-    assert "<img src=\"data:image/png;base64," in html
+    assert '<img src="data:image/png;base64,' in html
     assert "http://" not in html and "https://" not in html  # opens offline
 
 
@@ -72,13 +72,25 @@ def test_model_edit_reruns_only_that_model(workdir: Path):
     proc = snakemake(workdir, "-n", "results/report.html", configfile="config/edit_b2.yaml")
     jobs = planned_jobs(proc.stdout)
     n_runs = 2 * 2  # datasets x seeds
-    assert jobs == {"train": n_runs, "sample": n_runs, "evaluate": n_runs, "summarize": 1, "report": 1}, jobs
+    assert jobs == {
+        "train": n_runs,
+        "sample": n_runs,
+        "evaluate": n_runs,
+        "summarize": 1,
+        "report": 1,
+    }, jobs
     assert "b1/" not in proc.stdout and "neural/" not in proc.stdout
 
 
 def test_window_edit_reruns_windows_and_downstream_not_ingest(workdir: Path):
-    write_config(workdir, "edit_windows.yaml", lambda c: c.setdefault("windows", {}).update(seconds=600))
-    jobs = planned_jobs(snakemake(workdir, "-n", "results/report.html", configfile="config/edit_windows.yaml").stdout)
+    write_config(
+        workdir, "edit_windows.yaml", lambda c: c.setdefault("windows", {}).update(seconds=600)
+    )
+    jobs = planned_jobs(
+        snakemake(
+            workdir, "-n", "results/report.html", configfile="config/edit_windows.yaml"
+        ).stdout
+    )
     assert jobs.get("windows") == 2 * 2  # datasets x shards
     for upstream in ("simulate", "ingest", "select_users", "user_flows"):
         assert upstream not in jobs, jobs
@@ -106,7 +118,14 @@ def test_interrupted_training_restarts_to_the_same_outputs(workdir: Path, tmp_pa
     other = scratch_copy(tmp_path / "interrupted")
     target = "results/sim/samples/neural/seed1.parquet"
     cmd = [SNAKEMAKE, target, "--cores", "2", "--configfile", "config/test.yaml"]
-    proc = subprocess.Popen(cmd, cwd=other, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=other,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 900
     train_log = other / "logs" / "train" / "sim.neural.seed1.log"
     while time.time() < deadline and not train_log.exists():
@@ -117,7 +136,9 @@ def test_interrupted_training_restarts_to_the_same_outputs(workdir: Path, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (other / target).exists()
-    complete_before = {p: p.stat().st_mtime for p in (other / "results" / "sim" / "users").rglob("*.parquet")}
+    complete_before = {
+        p: p.stat().st_mtime for p in (other / "results" / "sim" / "users").rglob("*.parquet")
+    }
     assert complete_before, "user tables were complete before training"
 
     rerun = snakemake(other, "--rerun-incomplete", target)

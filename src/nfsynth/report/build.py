@@ -42,14 +42,22 @@ def runtime_section(bench_dir: str | Path) -> Section:
     jobs = runtime.collect(bench_dir)
     sec = Section("runtime", "Runtime and memory of every rule")
     if jobs.empty:
-        return sec.add(paragraph("No benchmark files were found (the workflow writes them under benchmarks/).", "note"))
+        return sec.add(
+            paragraph(
+                "No benchmark files were found (the workflow writes them under benchmarks/).",
+                "note",
+            )
+        )
     totals = runtime.per_rule(jobs)
     sec.add(
         paragraph(
             f"{len(jobs)} jobs, {jobs['seconds'].sum():.0f} s of job time in all (jobs may run in parallel). "
             "The report's own job is written after the report, so it is not listed."
         ),
-        table(totals, caption="Per rule: number of jobs, total and longest wall seconds, largest peak RSS (MB)."),
+        table(
+            totals,
+            caption="Per rule: number of jobs, total and longest wall seconds, largest peak RSS (MB).",
+        ),
         table(jobs, caption="Every job: wall seconds, peak RSS (MB), CPU seconds."),
     )
     return sec
@@ -78,7 +86,9 @@ def build_report(
     for ds in datasets:
         log.info("report: dataset %s", ds.name)
         sections.append(overview_section(ds.name, ds.flows_dir, ds.internal, max_plot_rows))
-        sections.append(users_section(ds.name, ds.users_dir / "hosts.parquet", ds.users_dir / "split.json"))
+        sections.append(
+            users_section(ds.name, ds.users_dir / "hosts.parquet", ds.users_dir / "split.json")
+        )
         sections.append(temporal_section(ds.name, ds.temporal))
         sections.append(models_section(summary, ds.name, train_seconds, surrogate_nll))
         if ds.samples:
@@ -96,5 +106,7 @@ def build_report(
     )
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     Path(out_path).write_text(html, encoding="utf-8")
-    log.info("report: %d sections, %d bytes, %.1f s", len(sections), len(html), time.perf_counter() - t0)
+    log.info(
+        "report: %d sections, %d bytes, %.1f s", len(sections), len(html), time.perf_counter() - t0
+    )
     return {"sections": len(sections), "datasets": len(datasets), "bytes": len(html)}

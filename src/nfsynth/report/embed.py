@@ -38,7 +38,19 @@ def anomaly_table(anomaly: pd.DataFrame) -> pd.DataFrame:
     base = frame[frame["detector"] == "iforest"][["dataset", "target", "auroc", "ap"]]
     base = base.rename(columns={"auroc": "iforest_auroc", "ap": "iforest_ap"})
     merged = frame.merge(base, on=["dataset", "target"], how="left")
-    return merged[["dataset", "target", "detector", "auroc", "ap", "iforest_auroc", "iforest_ap", "n_pos", "n_neg"]]
+    return merged[
+        [
+            "dataset",
+            "target",
+            "detector",
+            "auroc",
+            "ap",
+            "iforest_auroc",
+            "iforest_ap",
+            "n_pos",
+            "n_neg",
+        ]
+    ]
 
 
 def curves_figure(curves: dict) -> plt.Figure:
@@ -59,7 +71,9 @@ def drift_figure(drift: dict) -> plt.Figure:
     means = np.array([b["mean"] for b in batches], dtype=float)
     stds = np.array([b["std"] for b in batches], dtype=float)
     for d in range(means.shape[1]):
-        axes[0].errorbar(idx, means[:, d], yerr=stds[:, d], marker="o", capsize=3, label=f"z{d} mean ± std")
+        axes[0].errorbar(
+            idx, means[:, d], yerr=stds[:, d], marker="o", capsize=3, label=f"z{d} mean ± std"
+        )
     axes[0].set_xlabel("batch (in time order)")
     axes[0].set_title("latent distribution per batch", fontsize=10)
     axes[0].legend(fontsize=7)
@@ -78,7 +92,9 @@ def roc_figure(roc: dict) -> plt.Figure:
     fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.3), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
         for i, c in enumerate(x for x in curves if x["target"] == target):
-            ax.plot(c["fpr"], c["tpr"], color=PALETTE(i), label=f"{c['detector']} ({c['auroc']:.2f})")
+            ax.plot(
+                c["fpr"], c["tpr"], color=PALETTE(i), label=f"{c['detector']} ({c['auroc']:.2f})"
+            )
         ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("false positive rate")
@@ -96,7 +112,14 @@ def tsne_figure(tsne: pd.DataFrame, kind: str, colour_by: Sequence[str]) -> plt.
         for i, value in enumerate(values.value_counts().index[:10]):
             mask = (values == value).to_numpy()
             size = 8 if kind == "flow" else 30
-            ax.scatter(points["x"][mask], points["y"][mask], s=size, color=PALETTE(i % 10), label=value, alpha=0.7)
+            ax.scatter(
+                points["x"][mask],
+                points["y"][mask],
+                s=size,
+                color=PALETTE(i % 10),
+                label=value,
+                alpha=0.7,
+            )
         ax.set_title(f"coloured by {column}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -117,8 +140,25 @@ def embed_sections(anomaly_csv: str | Path, embed_files: Sequence[str | Path]) -
             "baseline). The port-scan CNN scores (host, 5-minute slot) images. Targets are the simulator's "
             "planted scans and anomalies and, on UGR'16, the flows labelled blacklist."
         ),
-        table(anomaly_table(anomaly), caption="ROC AUC and average precision per detector and target; the isolation-forest baseline beside each."),
     )
+    scored = anomaly[anomaly["n_pos"] > 0]
+    if len(scored):
+        sec.add(
+            table(
+                anomaly_table(scored),
+                caption="ROC AUC and average precision per detector and target; the isolation-forest baseline beside each.",
+            )
+        )
+    empty = anomaly[anomaly["n_pos"] == 0][["dataset", "target"]].drop_duplicates()
+    if len(empty):
+        sec.add(
+            paragraph(
+                "No positives among the selected users' flows (not scored): "
+                + "; ".join(f"{d}/{t}" for d, t in empty.itertuples(index=False))
+                + ".",
+                "note",
+            )
+        )
     files = [Path(p) for p in embed_files]
     cnn_train = [p for p in files if p.as_posix().endswith("scan_cnn/train.json")]
     if cnn_train:
@@ -144,7 +184,10 @@ def embed_sections(anomaly_csv: str | Path, embed_files: Sequence[str | Path]) -
         )  # fmt: skip
         sec.heading(f"Autoencoders: {dataset}").add(
             table(summary, caption=f"Grid of autoencoders; best: {curves['best']}."),
-            figure(curves_figure(curves), "Validation (solid) and training (dotted) loss per epoch of each autoencoder."),
+            figure(
+                curves_figure(curves),
+                "Validation (solid) and training (dotted) loss per epoch of each autoencoder.",
+            ),
         )
     for dataset, path in sorted(_by_name(files, "usefulness.json").items()):
         use = json.loads(path.read_text())
@@ -158,17 +201,30 @@ def embed_sections(anomaly_csv: str | Path, embed_files: Sequence[str | Path]) -
     for dataset, path in sorted(_by_name(files, "vae/drift.json").items()):
         drift = json.loads(path.read_text())
         sec.heading(f"Sequential VAE: {dataset}").add(
-            paragraph(f"{drift['n_batches']} batches of up to {drift['batch_rows']:,} flows, ordered by {drift['order']}."),
-            figure(drift_figure(drift), "Latent distribution of each batch and its drift from the previous batch."),
+            paragraph(
+                f"{drift['n_batches']} batches of up to {drift['batch_rows']:,} flows, ordered by {drift['order']}."
+            ),
+            figure(
+                drift_figure(drift),
+                "Latent distribution of each batch and its drift from the previous batch.",
+            ),
         )
     for dataset, path in sorted(_by_name(files, "roc.json").items()):
         roc = json.loads(path.read_text())
         if roc.get("curves"):
-            sec.heading(f"ROC curves: {dataset}").add(figure(roc_figure(roc), "ROC curve per target and detector (AUROC)."))
+            sec.heading(f"ROC curves: {dataset}").add(
+                figure(roc_figure(roc), "ROC curve per target and detector (AUROC).")
+            )
     for dataset, path in sorted(_by_name(files, "tsne.parquet").items()):
         tsne = pd.read_parquet(path)
         sec.heading(f"t-SNE maps: {dataset}").add(
-            figure(tsne_figure(tsne, "flow", ["proto", "role", "label"]), "t-SNE of flow embeddings by protocol, host role and label."),
-            figure(tsne_figure(tsne, "host", ["role", "label"]), "t-SNE of host embeddings (mean of the host's flow embeddings)."),
+            figure(
+                tsne_figure(tsne, "flow", ["proto", "role", "label"]),
+                "t-SNE of flow embeddings by protocol, host role and label.",
+            ),
+            figure(
+                tsne_figure(tsne, "host", ["role", "label"]),
+                "t-SNE of host embeddings (mean of the host's flow embeddings).",
+            ),
         )
     return [sec]

@@ -47,7 +47,9 @@ def _hist_axes(n: int, ncols: int = 4) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes.ravel()
 
 
-def field_histograms(space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd.DataFrame]) -> plt.Figure:
+def field_histograms(
+    space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd.DataFrame]
+) -> plt.Figure:
     """One panel per evaluation field: the share of flows in each shared bin."""
     fields = space.fields
     fig, axes = _hist_axes(len(fields))
@@ -57,7 +59,9 @@ def field_histograms(space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd
         series = {"real": real, **samples}
         width = 0.85 / len(series)
         for i, (label, flows) in enumerate(series.items()):
-            codes = space.encode_field(name, flows[name]) if name in flows else np.zeros(0, dtype=int)
+            codes = (
+                space.encode_field(name, flows[name]) if name in flows else np.zeros(0, dtype=int)
+            )
             share = np.bincount(codes, minlength=n) / max(len(codes), 1)
             ax.bar(x + i * width, share, width=width, color=COLORS[i % len(COLORS)], label=label)
         ax.set_title(name, fontsize=10)
@@ -72,11 +76,17 @@ def field_histograms(space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd
     return fig
 
 
-def hourly_boxes(real: pd.DataFrame, samples: dict[str, pd.DataFrame], column: str = "log_bytes") -> plt.Figure:
+def hourly_boxes(
+    real: pd.DataFrame, samples: dict[str, pd.DataFrame], column: str = "log_bytes"
+) -> plt.Figure:
     """Per-hour medians and quartiles of ``column`` for real and each model, one fixed y axis."""
     series = {"real": real, **samples}
-    fig, axes = plt.subplots(1, len(series), figsize=(3.3 * len(series), 2.8), sharey=True, squeeze=False)
-    all_values = np.concatenate([s[column].to_numpy(dtype=float) for s in series.values() if column in s])
+    fig, axes = plt.subplots(
+        1, len(series), figsize=(3.3 * len(series), 2.8), sharey=True, squeeze=False
+    )
+    all_values = np.concatenate(
+        [s[column].to_numpy(dtype=float) for s in series.values() if column in s]
+    )
     lo, hi = np.nanpercentile(all_values, [1, 99]) if all_values.size else (0, 1)
     for ax, (label, flows) in zip(axes[0], series.items(), strict=True):
         grouped = flows.groupby("hour")[column]
@@ -98,7 +108,9 @@ def hourly_boxes(real: pd.DataFrame, samples: dict[str, pd.DataFrame], column: s
     return fig
 
 
-def acf_figure(real: pd.DataFrame, samples: dict[str, pd.DataFrame], max_lag: int = 50) -> plt.Figure:
+def acf_figure(
+    real: pd.DataFrame, samples: dict[str, pd.DataFrame], max_lag: int = 50
+) -> plt.Figure:
     """Pooled ACF of 5-minute flow counts and log bytes: real against each model."""
     series = {"real": real, **samples}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
@@ -121,7 +133,9 @@ def acf_figure(real: pd.DataFrame, samples: dict[str, pd.DataFrame], max_lag: in
     return fig
 
 
-def mi_difference_figure(space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd.DataFrame]) -> plt.Figure:
+def mi_difference_figure(
+    space: EvalSpace, real: pd.DataFrame, samples: dict[str, pd.DataFrame]
+) -> plt.Figure:
     """Heat maps of |MI_synthetic - MI_real| (bits) for each field pair, one panel per model."""
     fields = space.fields
     idx = {f: i for i, f in enumerate(fields)}
@@ -161,7 +175,10 @@ def fidelity_section(
             hourly_boxes(real, samples),
             "log1p bytes per hour of day (median and interquartile band; same y axis in every panel); bars: share of flows per hour.",
         ),
-        figure(acf_figure(real, samples), "Pooled autocorrelation of per-user 5-minute flow counts and bytes, lags 1 to 50."),
+        figure(
+            acf_figure(real, samples),
+            "Pooled autocorrelation of per-user 5-minute flow counts and bytes, lags 1 to 50.",
+        ),
         figure(
             mi_difference_figure(space, real, samples),
             "Dependence between fields: absolute difference of pairwise mutual information, synthetic against real.",

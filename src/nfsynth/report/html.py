@@ -84,7 +84,8 @@ def table(
     frame = df.reset_index() if index else df
     formatters = formatters or {}
     head = "".join(
-        f'<th class="{"l" if not _numeric(frame[c]) else ""}">{html.escape(str(c))}</th>' for c in frame.columns
+        f'<th class="{"l" if not _numeric(frame[c]) else ""}">{html.escape(str(c))}</th>'
+        for c in frame.columns
     )
     rows = []
     for i, (_, row) in enumerate(frame.iterrows()):
@@ -131,11 +132,12 @@ def page(title: str, sections: Sequence[Section], subtitle: str = "") -> str:
     """The whole page: title, table of contents and sections."""
     toc = "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "".join(
-        f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{"".join(s.parts)}</section>' for s in sections
+        f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{"".join(s.parts)}</section>'
+        for s in sections
     )
     sub = paragraph(subtitle, "note") if subtitle else ""
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>"
         f"<h1>{html.escape(title)}</h1>{sub}<nav><strong>Contents</strong><ol>{toc}</ol></nav>"
         f"{body}</main></body></html>"

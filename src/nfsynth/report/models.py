@@ -33,6 +33,18 @@ HEADLINE = [
 ]
 
 
+#: Metrics that describe the real data, the same for every model: shown, never competing.
+def is_reference_metric(metric: str) -> bool:
+    """``trtr_*`` (train on real) and ``*_holdout`` figures are properties of the real data."""
+    return metric.startswith("trtr_") or metric.endswith("_holdout")
+
+
+def is_detail_metric(metric: str) -> bool:
+    """Per-field and per-rule breakdowns (``jsd_bytes``, ``w1_dt``, ``rule_dns_over_icmp``,
+    ``acf_mae_flows``): shown in the details table, not in the headline or the winners."""
+    return metric not in HEADLINE and metric.startswith(("jsd_", "w1_", "rule_", "acf_mae_"))
+
+
 def ordered_metrics(metrics: list[str], include: list[str] | None = None) -> list[str]:
     """Headline metrics first (in HEADLINE order), then the rest alphabetically."""
     chosen = [m for m in metrics if include is None or m in include]
@@ -48,13 +60,22 @@ def best_models(summary: pd.DataFrame, surrogate_nll: frozenset[str] = frozenset
     """
     rows = []
     surrogate = (summary["metric"] == "nll_bits") & summary["model"].isin(surrogate_nll)
-    competing = summary[(summary["model"] != REFERENCE) & summary["mean"].notna() & ~surrogate]
+    reference = summary["metric"].map(is_reference_metric).astype(bool)
+    competing = summary[
+        (summary["model"] != REFERENCE) & summary["mean"].notna() & ~surrogate & ~reference
+    ]
     for (dataset, metric), group in competing.groupby(["dataset", "metric"], sort=True):
         goal = group["goal"].iloc[0]
         target = group["mean"].min() if goal == "min" else group["mean"].max()
         winners = group.loc[np.isclose(group["mean"], target, rtol=1e-9, atol=1e-12), "model"]
         rows.append(
-            {"dataset": dataset, "metric": metric, "goal": goal, "best": ", ".join(sorted(winners)), "value": target}
+            {
+                "dataset": dataset,
+                "metric": metric,
+                "goal": goal,
+                "best": ", ".join(sorted(winners)),
+                "value": target,
+            }
         )
     return pd.DataFrame(rows, columns=["dataset", "metric", "goal", "best", "value"])
 
@@ -85,9 +106,21 @@ def metric_table_html(
         arrow = "↓" if goals[metric] == "min" else "↑"
         values = []
         for model in models:
-            m = means.at[model, metric] if (model in means.index and metric in means.columns) else np.nan
-            s = stds.at[model, metric] if (model in stds.index and metric in stds.columns) else np.nan
-            text_value = "–" if pd.isna(m) else (f"{m:.4g} ± {s:.2g}" if pd.notna(s) and s > 0 else f"{m:.4g}")
+            m = (
+                means.at[model, metric]
+                if (model in means.index and metric in means.columns)
+                else np.nan
+            )
+            s = (
+                stds.at[model, metric]
+                if (model in stds.index and metric in stds.columns)
+                else np.nan
+            )
+            text_value = (
+                "–"
+                if pd.isna(m)
+                else (f"{m:.4g} ± {s:.2g}" if pd.notna(s) and s > 0 else f"{m:.4g}")
+            )
             if metric == "nll_bits" and model in surrogate_nll and pd.notna(m):
                 text_value += " (surrogate)"
             values.append(text_value)
@@ -131,7 +164,8 @@ def models_section(
     utility = [m for m in metrics if m.startswith(("tstr_", "trtr_"))]
     privacy = [m for m in metrics if m.startswith(("dcr_", "exact_copy"))]
     fidelity = [m for m in metrics if m not in utility and m not in privacy]
-    fidelity_main = [m for m in fidelity if "." not in m and ":" not in m]
+    fidelity_main = [m for m in fidelity if not is_detail_metric(m)]
+    details = [m for m in fidelity if is_detail_metric(m)]
     sec.heading("Fidelity").add(
         metric_table_html(part, dataset, fidelity_main, "Fidelity and likelihood.", surrogate_nll),
         paragraph(
@@ -146,7 +180,12 @@ def models_section(
     )
     if utility:
         sec.heading("Utility (train on synthetic, test on real)").add(
-            metric_table_html(part, dataset, utility, "TSTR against TRTR: protocol macro-F1 and next-window bytes MSE.")
+            metric_table_html(
+                part,
+                dataset,
+                utility,
+                "TSTR against TRTR: protocol macro-F1 and next-window bytes MSE.",
+            )
         )
     if privacy:
         sec.heading("Privacy").add(
@@ -157,21 +196,48 @@ def models_section(
                 "Distance to closest record (synthetic-to-train over holdout-to-train; near 1 is safe, near 0 copies) and exact copies.",
             )
         )
+    if details:
+        sec.heading("Per-field and per-rule details").add(
+            metric_table_html(
+                part,
+                dataset,
+                details,
+                "JSD and Wasserstein-1 per field, ACF error per series, violations per rule.",
+            )
+        )
     if train_seconds is not None and len(train_seconds):
         ts = train_seconds[train_seconds["dataset"] == dataset]
         if len(ts):
-            keys = [m for m in ("jsd_mean", "jsd_hour_mean", "acf_mae", "rule_violations", "nll_bits") if m in metrics]
-            means = part.pivot_table(index="model", columns="metric", values="mean", aggfunc="first")
-            frame = ts[["model", "train_seconds"]].set_index("model").join(means[keys], how="left").reset_index()
+            keys = [
+                m
+                for m in ("jsd_mean", "jsd_hour_mean", "acf_mae", "rule_violations", "nll_bits")
+                if m in metrics
+            ]
+            means = part.pivot_table(
+                index="model", columns="metric", values="mean", aggfunc="first"
+            )
+            frame = (
+                ts[["model", "train_seconds"]]
+                .set_index("model")
+                .join(means[keys], how="left")
+                .reset_index()
+            )
             sec.heading("Training time beside fidelity").add(
-                table(frame, caption="Mean training seconds per seed (from the benchmark files) and headline fidelity.")
+                table(
+                    frame,
+                    caption="Mean training seconds per seed (from the benchmark files) and headline fidelity.",
+                )
             )
     winners = best_models(part, surrogate_nll)
     winners = winners[winners["metric"].isin(fidelity_main + utility + privacy)]
+    winners = winners[~winners["metric"].map(is_reference_metric).astype(bool)]
     if len(winners):
         ordered = ordered_metrics(list(winners["metric"]))
         winners = winners.set_index("metric").loc[ordered].reset_index()
         sec.heading("Winner per metric").add(
-            table(winners[["metric", "goal", "best", "value"]], caption="The best model for each metric (reference excluded).")
+            table(
+                winners[["metric", "goal", "best", "value"]],
+                caption="The best model for each metric (reference excluded).",
+            )
         )
     return sec

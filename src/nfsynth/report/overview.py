@@ -86,18 +86,32 @@ def overview_section(
     if len(mt):
         if len(mt) > 30:
             mt = pd.concat([mt.head(30), pd.DataFrame([{"input": f"... {len(mt) - 30} more"}])])
-        sec.heading("Ingest manifest").add(table(mt, caption="Per input file: lines read and where they went."))
+        sec.heading("Ingest manifest").add(
+            table(mt, caption="Per input file: lines read and where they went.")
+        )
     rejects = totals.get("rejects_by_reason") or {}
     if rejects:
-        sec.add(table(pd.DataFrame({"reason": list(rejects), "lines": list(rejects.values())}), caption="Rejected lines by reason."))
+        sec.add(
+            table(
+                pd.DataFrame({"reason": list(rejects), "lines": list(rejects.values())}),
+                caption="Rejected lines by reason.",
+            )
+        )
 
     # protocol counts over the whole table (pyarrow group-by, no subsample)
-    proto = flows_ds.to_table(columns=["proto"]).group_by("proto").aggregate([("proto", "count")]).to_pandas()
+    proto = (
+        flows_ds.to_table(columns=["proto"])
+        .group_by("proto")
+        .aggregate([("proto", "count")])
+        .to_pandas()
+    )
     proto.columns = ["proto", "flows"]
     proto["protocol"] = proto["proto"].map(proto_name)
     proto = proto.sort_values("flows", ascending=False)
     proto["share"] = proto["flows"] / proto["flows"].sum()
-    sec.heading("Protocols").add(table(proto[["protocol", "proto", "flows", "share"]], caption="Flows per IP protocol."))
+    sec.heading("Protocols").add(
+        table(proto[["protocol", "proto", "flows", "share"]], caption="Flows per IP protocol.")
+    )
 
     # device types of sources and destinations
     hosts = flows_ds.to_table(columns=["src", "dst"])
@@ -107,13 +121,24 @@ def overview_section(
         names = pd.Series([v["values"] for v in vc])
         n = pd.Series([v["counts"] for v in vc])
         counts[column] = n.groupby(device_types(names, internal).to_numpy()).sum()
-    dev = pd.DataFrame({"as source": counts["src"], "as destination": counts["dst"]}).fillna(0).astype(int)
+    dev = (
+        pd.DataFrame({"as source": counts["src"], "as destination": counts["dst"]})
+        .fillna(0)
+        .astype(int)
+    )
     dev = dev.sort_values("as source", ascending=False).reset_index(names="device type")
-    sec.heading("Device types").add(table(dev, caption="Flows by device type (names without their digits; IPs by the internal filter)."))
+    sec.heading("Device types").add(
+        table(
+            dev,
+            caption="Flows by device type (names without their digits; IPs by the internal filter).",
+        )
+    )
 
     sample = read_flow_columns(flows_dir, ["ts", "duration", "packets", "bytes"], max_rows)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    for ax, column, unit in zip(axes, ["bytes", "packets", "duration"], ["bytes", "packets", "seconds"], strict=True):
+    for ax, column, unit in zip(
+        axes, ["bytes", "packets", "duration"], ["bytes", "packets", "seconds"], strict=True
+    ):
         values = np.log10(1 + sample[column].to_numpy(dtype=float))
         ax.hist(values, bins=50, color="#4c72b0")
         ax.set_yscale("log")
@@ -121,7 +146,10 @@ def overview_section(
         ax.set_title(column)
     axes[0].set_ylabel("flows")
     sec.heading("Distributions").add(
-        figure(fig, f"Log-scale histograms of bytes, packets and duration ({len(sample):,} flows shown).")
+        figure(
+            fig,
+            f"Log-scale histograms of bytes, packets and duration ({len(sample):,} flows shown).",
+        )
     )
     hours = ((sample["ts"].to_numpy(dtype=float) % 86400) // 3600).astype(int)
     per_hour = np.bincount(hours, minlength=24)

@@ -56,4 +56,6 @@ def model_training_seconds(jobs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["dataset", "model", "train_seconds"])
     parts = train["job"].str.extract(r"^(?P<dataset>[^.]+)\.(?P<model>[^.]+)\.seed\d+$")
     train = pd.concat([train, parts], axis=1).dropna(subset=["dataset", "model"])
-    return train.groupby(["dataset", "model"], as_index=False).agg(train_seconds=("seconds", "mean"))
+    return train.groupby(["dataset", "model"], as_index=False).agg(
+        train_seconds=("seconds", "mean")
+    )

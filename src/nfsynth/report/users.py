@@ -20,7 +20,11 @@ def users_section(dataset: str, hosts_path: str | Path, split_path: str | Path) 
     sec = Section(f"users-{dataset}", f"Users: {dataset}")
     roles = hosts["role"].value_counts().reindex(list(ROLES), fill_value=0)
     role_table = pd.DataFrame(
-        {"role": roles.index, "meaning": [ROLE_DESCRIPTIONS[r] for r in roles.index], "users": roles.to_numpy()}
+        {
+            "role": roles.index,
+            "meaning": [ROLE_DESCRIPTIONS[r] for r in roles.index],
+            "users": roles.to_numpy(),
+        }
     )
     sec.add(
         paragraph(
@@ -32,10 +36,28 @@ def users_section(dataset: str, hosts_path: str | Path, split_path: str | Path) 
         table(role_table, caption="Host roles, from each user's flows with external peers."),
     )
     if split.get("mode") == "days":
-        rows = [{"split": name, "days": ", ".join(map(str, split.get(name, [])))} for name in ("train", "val", "test")]
+        rows = [
+            {"split": name, "days": ", ".join(map(str, split.get(name, [])))}
+            for name in ("train", "val", "test")
+        ]
         sec.add(table(pd.DataFrame(rows), caption="Whole days held out for validation and test."))
     shown = hosts.sort_values("n_flows", ascending=False)
-    columns = [c for c in ["user", "role", "n_flows", "n_out", "n_in", "n_ext_out", "n_ext_in", "n_int", "split", "shard"] if c in shown]
+    columns = [
+        c
+        for c in [
+            "user",
+            "role",
+            "n_flows",
+            "n_out",
+            "n_in",
+            "n_ext_out",
+            "n_ext_in",
+            "n_int",
+            "split",
+            "shard",
+        ]
+        if c in shown
+    ]
     sec.heading("Selected users").add(table(shown[columns], caption="Users by flow count."))
     return sec
 
@@ -51,9 +73,21 @@ def temporal_section(dataset: str, temporal_path: str | Path) -> Section:
         entry = data["acf"][key]
         for values in entry.get("per_user", {}).values():
             ax.plot(lags, np.asarray(values, dtype=float), color="#9bb1d6", lw=0.6, alpha=0.6)
-        ax.plot(lags, np.asarray(entry["pooled"], dtype=float), color="#1f3a73", lw=2.2, label="pooled (mean over users)")
+        ax.plot(
+            lags,
+            np.asarray(entry["pooled"], dtype=float),
+            color="#1f3a73",
+            lw=2.2,
+            label="pooled (mean over users)",
+        )
         ax.axhspan(-band, band, color="#dd8452", alpha=0.2, label="95% band")
-        ax.axvline(entry["lookback"], color="#c44e52", ls="--", lw=1.2, label=f"look-back {entry['lookback']}")
+        ax.axvline(
+            entry["lookback"],
+            color="#c44e52",
+            ls="--",
+            lw=1.2,
+            label=f"look-back {entry['lookback']}",
+        )
         ax.set_xlabel("lag (windows)")
         ax.set_title(f"ACF of 5-minute {title}", fontsize=10)
         ax.legend(fontsize=7)
@@ -63,9 +97,16 @@ def temporal_section(dataset: str, temporal_path: str | Path) -> Section:
             f"Chosen look-back: {data['lookback']} windows "
             f"({data['lookback'] * int(data.get('window_seconds', 300)) / 60:.0f} minutes): after it the pooled ACF "
             "of flow counts stays inside its 95% band."
-            + (" The ACF is still outside the band at the last lag." if data["acf"]["n_flows"].get("lookback_saturated") else "")
+            + (
+                " The ACF is still outside the band at the last lag."
+                if data["acf"]["n_flows"].get("lookback_saturated")
+                else ""
+            )
         ),
-        figure(fig, "Autocorrelation per user (thin) and pooled (thick), with the 95% band of white noise."),
+        figure(
+            fig,
+            "Autocorrelation per user (thin) and pooled (thick), with the 95% band of white noise.",
+        ),
     )
     dt = data.get("dt_hour")
     if dt:
@@ -87,6 +128,8 @@ def temporal_section(dataset: str, temporal_path: str | Path) -> Section:
                 if dt.get("spearman_rho") is not None
                 else "Spearman correlation undefined (too few flows)."
             ),
-            figure(fig, "Per-hour distribution of the time to the host's previous flow (fixed y axis)."),
+            figure(
+                fig, "Per-hour distribution of the time to the host's previous flow (fixed y axis)."
+            ),
         )
     return sec
