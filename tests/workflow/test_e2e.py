@@ -32,6 +32,8 @@ REPORT_SECTIONS = [
     "Models: sim",
     "Winner per metric",
     "Real against synthetic: sim",
+    "Embeddings and anomaly detection",
+    "Port-scan CNN",
     "Runtime and memory of every rule",
 ]
 
