@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from nfsynth.evalspace import EvalSpace
-from nfsynth.schema import CANONICAL_COLUMNS, SAMPLE_SCHEMA
+from nfsynth.schema import CANONICAL_COLUMNS, ROLES, SAMPLE_SCHEMA
 
 FORMAT_VERSION = 1
 
@@ -91,6 +91,12 @@ class FlowModel(ABC):
     def _check_fitted(self) -> None:
         if self.space_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def _check_sample_args(self, role: str | None) -> None:
+        """Before sampling: the model is fitted and ``role`` is None or one of ``schema.ROLES``."""
+        self._check_fitted()
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
 
 
 def train_flows(users: Any) -> pd.DataFrame:

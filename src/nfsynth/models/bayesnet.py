@@ -58,7 +58,7 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.schema import ROLES, SECONDS_PER_DAY
+from nfsynth.schema import SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
 
@@ -287,9 +287,7 @@ class BayesNetModel(FlowModel):
         role: str | None = None,
     ) -> pa.Table:
         """Synthetic flows of ``n_users`` hosts over ``days`` days, all hosts stepped together."""
-        self._check_fitted()
-        if role is not None and role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+        self._check_sample_args(role)
         t_start = time.perf_counter()
         rng = np.random.default_rng(seed)
         t0 = start_seconds(start)

@@ -46,7 +46,7 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.schema import ROLES, SECONDS_PER_DAY
+from nfsynth.schema import SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,7 @@ class IndependentModel(FlowModel):
         role: str | None = None,
     ) -> pa.Table:
         """Synthetic flows of ``n_users`` hosts over ``days`` days (``role`` only names hosts)."""
-        self._check_fitted()
-        if role is not None and role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+        self._check_sample_args(role)
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
         host, ts = S.accumulate_times(
