@@ -31,3 +31,29 @@ def test_single_protocol_training_set_predicts_it(tables, space):
     share_tcp = np.mean(tables["a"]["proto"] == 6)
     # F1 of TCP = 2p/(1+p), other classes 0, averaged over the 3 protocols present
     assert f1 == pytest.approx(2 * share_tcp / (1 + share_tcp) / 3)
+
+
+def test_a_class_seen_once_in_training_is_handled():
+    """A protocol that occurs once in the training rows must not break the classifier
+    (HistGradientBoosting's early-stopping split used to refuse it)."""
+    import numpy as np
+    import pandas as pd
+
+    from nfsynth.evalspace import EvalSpace
+    from nfsynth.metrics.utility_protocol import train_test_f1
+
+    rng = np.random.default_rng(0)
+    n = 12000
+    proto = np.where(rng.random(n) < 0.5, 6, 17)
+    proto[0] = 1  # ICMP once
+    flows = pd.DataFrame(
+        {
+            "proto": proto,
+            "dport": np.where(proto == 6, "443", "53"),
+            "bytes": rng.integers(40, 5000, n),
+            "packets": rng.integers(1, 20, n),
+            "ts": np.arange(n, dtype=float),
+        }
+    )
+    space = EvalSpace.fit(flows, n_bins=8, top_k=8)
+    assert train_test_f1(flows, flows.iloc[1:], space) > 0.99

@@ -205,7 +205,7 @@ def protocol_usefulness(
     for name, base, maker in (
         ("logreg", base_lr, lambda d: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))),
         ("hgb", base_tree, lambda d: HistGradientBoostingClassifier(
-            max_iter=100, random_state=seed,
+            max_iter=100, random_state=seed, early_stopping=False,
             categorical_features=np.r_[is_cat, np.zeros(d - len(is_cat), bool)])),
     ):  # fmt: skip
         accs = {}

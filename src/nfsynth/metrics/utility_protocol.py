@@ -40,7 +40,8 @@ def design(flows: pd.DataFrame, space: EvalSpace) -> tuple[np.ndarray, np.ndarra
             categorical.append(False)
         else:
             columns.append(codes[name].astype(float))
-            categorical.append(True)
+            # HistGradientBoosting takes at most 255 categories; wider fields enter as codes
+            categorical.append(space.n_bins(name) <= 255)
     columns.append(hours_of(flows).astype(float))
     categorical.append(False)
     y = codes[TARGET] if TARGET in codes else np.zeros(len(flows), dtype=np.int64)
@@ -59,8 +60,9 @@ def train_test_f1(
     if len(classes) == 1:
         predicted = np.full(len(y_test), classes[0])
     else:
+        # no early stopping: its stratified validation split fails on classes seen once
         clf = HistGradientBoostingClassifier(
-            categorical_features=categorical, max_iter=50, random_state=seed
+            categorical_features=categorical, max_iter=50, early_stopping=False, random_state=seed
         )
         with threadpool_limits(limits=1):  # OpenMP threads oversubscribe a shared machine
             predicted = clf.fit(x_train, y_train).predict(x_test)
