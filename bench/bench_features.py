@@ -1,16 +1,36 @@
-"""Benchmark of the feature stage: host counting, user tables, rolling statistics, windows.
+"""Benchmark of the feature stage per workflow job: host counting, one shard's user table, its windows.
 
-Builds a synthetic canonical flow table with numpy (1x = 1M flows, 4x = 4M flows, 3 days,
-200 internal workstations, 2000 external peers), writes it as the day-partitioned Parquet
-dataset ingest writes, and times each step in a fresh subprocess per scale (so the peak RSS of
-each scale is its own). The reference, measured in the same run on the same rows, is a plain
-pandas ``groupby([user, window]).size()``; the ratio printed is the step's rows/s over the
-reference's rows/s. ``windows`` aggregates the in-memory user table; ``windows_from_file`` is
-what rule ``windows`` does (stream the shard's Parquet file, then aggregate). CPU seconds are
-reported beside wall seconds because the 2 cores may be shared.
+Each job runs the function its rule runs, in a fresh subprocess, and reports its own peak RSS
+(``VmHWM`` of ``/proc/self/status`` in the child) beside the RSS after imports:
 
-Usage: ``.venv/bin/python bench/bench_features.py [--scales 1 4] [--base 1000000]``;
-writes ``bench/results/features.json``.
+- ``select_users``: ``select.select_users`` over the whole canonical table (counting streams);
+- ``user_flows``: ``userflows.build_user_flows`` of shard 0 (scans the whole table, keeps the
+  shard's users, derives the features and the rolling statistics, writes the shard);
+- ``windows``: ``windows.build_windows`` of shard 0 (streams the shard's Parquet file).
+
+Inputs (numpy, ``make_table``): the 1x table has ``--base`` flows (1M) over 3 days between 400
+internal workstations (flow share per host lognormal) and 4000 external peers; 100 users per
+shard (``users.shards`` = hosts / 100), every internal host selected. Two ways to grow it 4x:
+
+- ``hosts``: 4x hosts and peers, same days, 4x shards: a shard has as many users and flows as
+  at 1x, so ``user_flows`` and ``windows`` should stay flat (``user_flows`` still scans 4x rows);
+- ``days``: same hosts, 4x days, same shards: every user has 4x flows, so the shard's table is
+  4x larger. ``user_flows`` holds its shard's rows: its memory is bounded by about
+  ``peak_rss_per_user_row_bytes`` x the user rows of the shard (it does not stream by day:
+  ``derive_features`` needs each user's flows in (user, ts) order, with ``dt``, the previous
+  flow and the rolling statistics crossing day boundaries, so a day-bounded version is an
+  external sort, not done), so more days need more ``users.shards``. ``windows`` holds one
+  batch cut at user boundaries (a user larger than a batch is held whole) plus the output grid
+  (users x windows, 4x with 4x days).
+
+Rates: rows per wall second and per CPU second (the 2 cores are shared), and the ratio to a
+reference measured in the same child on the same rows after the job: a plain pandas
+``groupby(...).size()`` (``src`` for ``select_users``; ``[user, 5-minute window]`` for the
+shard's user rows). ``rolling`` is ``rolling.rolling_stats`` on the shard's user rows (also
+inside ``user_flows``).
+
+Usage: ``.venv/bin/python bench/bench_features.py [--base 1000000]``; writes
+``bench/results/features.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,24 +49,28 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from nfsynth.features.rolling import rolling_stats
-from nfsynth.features.select import count_hosts
-from nfsynth.features.userflows import derive_features, read_user_flows, write_user_flows
-from nfsynth.features.windows import aggregate, grid, window_index, windows_from_file
+from nfsynth.io.dataset import open_flows
 from nfsynth.schema import CANONICAL_SCHEMA
 
 OUT = Path(__file__).parent / "results" / "features.json"
+HOSTS, PEERS, DAYS, USERS_PER_SHARD = 400, 4000, 3, 100
+INTERNAL = ["Comp*"]
+ROLLING = [1.0, 10.0, 60.0]
 
 
-def make_table(n: int, seed: int = 0, days: int = 3) -> pa.Table:
-    """``n`` canonical flows: workstations Comp0..199 talk to IP0..1999 and each other."""
+def make_table(n: int, hosts: int, peers: int, days: int, seed: int = 0) -> pa.Table:
+    """``n`` canonical flows over ``days`` days: workstations ``Comp*`` talk to ``IP*`` and each
+    other (80% / 20%); a host's share of flows is lognormal(0, 1), so the per-host distribution
+    does not depend on ``hosts``. Adds the ``day`` column (``YYYY-MM-DD``)."""
     rng = np.random.default_rng(seed)
-    comps = np.array([f"Comp{i}" for i in range(200)])
-    ext = np.array([f"IP{i}" for i in range(2000)])
-    ws = comps[np.minimum(rng.zipf(1.3, n) - 1, 199)]
+    comps = np.array([f"Comp{i}" for i in range(hosts)])
+    ext = np.array([f"IP{i}" for i in range(peers)])
+    share = rng.lognormal(0.0, 1.0, hosts)
+    ws = comps[np.searchsorted(np.cumsum(share / share.sum()), rng.random(n)).clip(0, hosts - 1)]
     peer = np.where(
-        rng.random(n) < 0.8, ext[rng.integers(0, 2000, n)], comps[rng.integers(0, 200, n)]
+        rng.random(n) < 0.8, ext[rng.integers(0, peers, n)], comps[rng.integers(0, hosts, n)]
     )
     outgoing = rng.random(n) < 0.7
     ts = np.sort(rng.uniform(0, days * 86400.0, n))
@@ -72,115 +95,225 @@ def make_table(n: int, seed: int = 0, days: int = 3) -> pa.Table:
     return table.append_column("day", pa.array(day))
 
 
-def timed(fn, name: str, cpu: dict[str, float]):
-    """(result, wall seconds) of ``fn()``; its CPU seconds go to ``cpu[name]``."""
+def write_flows(root: Path, n: int, hosts: int, peers: int, days: int) -> None:
+    """The day-partitioned dataset ingest writes, with a ``manifest.json`` (first/last ts)."""
+    table = make_table(n, hosts, peers, days)
+    ds.write_dataset(table, root, format="parquet", partitioning=["day"],
+                     partitioning_flavor="hive", max_rows_per_group=1 << 18)  # fmt: skip
+    ts = table.column("ts").to_numpy()
+    meta = {"rows": n, "first_ts": float(ts.min()), "last_ts": float(ts.max())}
+    (root / "manifest.json").write_text(json.dumps(meta))
+
+
+def memory_mb() -> dict[str, float]:
+    """``VmRSS`` and ``VmHWM`` (peak RSS) of this process, MB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def rate(rows: int, wall: float, cpu: float, ref: tuple[float, float]) -> dict:
+    """Rows/s (wall and CPU) and their ratios to the reference's (rows/s wall, rows/s CPU)."""
+    return {
+        "rows": int(rows),
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "rows_per_s": round(rows / wall),
+        "rows_per_cpu_s": round(rows / cpu),
+        "ratio_to_reference": round(rows / wall / ref[0], 3),
+        "cpu_ratio_to_reference": round(rows / cpu / ref[1], 3),
+    }
+
+
+def clock(fn):
+    """(result, wall s, CPU s) of ``fn()``."""
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    cpu[name] = time.process_time() - c0
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_scale(n: int) -> dict:
-    """Time every step on ``n`` flows (runs inside the child process)."""
-    cpu: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        table = make_table(n)
-        root = Path(tmp) / "flows"
-        ds.write_dataset(table, root, format="parquet", partitioning=["day"],
-                         partitioning_flavor="hive")  # fmt: skip
-        del table
-        counts, t_count = timed(lambda: count_hosts(root, ["Comp*"]), "count_hosts", cpu)
-        users = counts["user"].tolist()
-        raw, t_read = timed(lambda: read_user_flows(root, users), "user_tables_read", cpu)
-        flows, t_derive = timed(
-            lambda: derive_features(raw, internal=["Comp*"], rolling_seconds=None),
-            "user_tables_derive",
-            cpu,
+def user_win_reference(user: pd.Series, ts: np.ndarray) -> tuple[float, float]:
+    """Rows/s (wall, CPU) of a plain pandas ``groupby([user, window]).size()``."""
+    frame = pd.DataFrame({"user": user, "win": np.floor(ts / 300.0).astype(np.int64)})
+    _, wall, cpu = clock(lambda: frame.groupby(["user", "win"]).size())
+    return len(frame) / wall, len(frame) / max(cpu, 1e-9)
+
+
+def job(name: str, data: Path, work: Path, shards: int) -> dict:
+    """Run one job in this (fresh) process; the peak RSS is read right after the rule's call."""
+    base = memory_mb()["VmRSS"]
+    hosts_path, split_path = work / "hosts.parquet", work / "split.json"
+    shard_path = work / "flows" / "shard-0.parquet"
+    result: dict = {"rss_after_imports_mb": base}
+    if name == "select_users":
+        from nfsynth.features.select import select_users
+
+        hosts, wall, cpu = clock(
+            lambda: select_users(
+                data,
+                hosts_path,
+                split_path,
+                internal=INTERNAL,
+                top_n=10**6,
+                min_flows=1,
+                shards=shards,
+            )  # fmt: skip
         )
-        raw = None  # free it before the next steps
-        m = len(flows)
-        codes = pd.factorize(flows["user"])[0]
-        ts = flows["ts"].to_numpy()
-        vals = {"packets": flows["packets"].to_numpy(), "bytes": flows["bytes"].to_numpy()}
-        _, t_roll = timed(lambda: rolling_stats(codes, ts, vals, [1, 10, 60]), "rolling", cpu)
-        fw, lw = grid(ts.min(), ts.max(), 300)
-        win, t_win = timed(lambda: aggregate(flows, users, fw, lw, 300), "windows", cpu)
-        assert int(win["n_flows"].sum()) == m
-        shard = Path(tmp) / "shard-0.parquet"
-        write_user_flows(flows, shard)
-        _, t_file = timed(
-            lambda: windows_from_file(shard, users, fw, lw, 300), "windows_from_file", cpu
+        result["peak_rss_mb"] = memory_mb()["VmHWM"]
+        n = json.loads((data / "manifest.json").read_text())["rows"]
+        src = open_flows(data).to_table(columns=["src"]).column("src").to_pandas()
+        _, rw, rc = clock(lambda: src.groupby(src, observed=True).size())
+        ref = (n / rw, n / max(rc, 1e-9))
+        result["users"] = len(hosts)
+        result["steps"] = {"count_hosts": rate(n, wall, cpu, ref),
+                           "reference_pandas_groupby": rate(n, rw, rc, ref)}  # fmt: skip
+    elif name == "user_flows":
+        from nfsynth.features.rolling import rolling_stats
+        from nfsynth.features.userflows import build_user_flows
+
+        split = json.loads(split_path.read_text())
+        table, wall, cpu = clock(
+            lambda: build_user_flows(data, hosts_path, split, 0, shard_path, ROLLING)
         )
-
-        def reference():
-            frame = pd.DataFrame({"user": flows["user"], "win": window_index(ts, 300)})
-            return frame.groupby(["user", "win"]).size()
-
-        _, t_ref = timed(reference, "reference_pandas_groupby", cpu)
-        ref_rate = m / t_ref
-        cpu["user_tables"] = cpu["user_tables_read"] + cpu["user_tables_derive"]
-        steps = {
-            "count_hosts": (n, t_count),
-            "user_tables": (n, t_read + t_derive),
-            "user_tables_read": (n, t_read),
-            "user_tables_derive": (m, t_derive),
-            "rolling": (m, t_roll),
-            "windows": (m, t_win),
-            "windows_from_file": (m, t_file),
-            "reference_pandas_groupby": (m, t_ref),
+        result["peak_rss_mb"] = memory_mb()["VmHWM"]
+        n = json.loads((data / "manifest.json").read_text())["rows"]
+        m = len(table)
+        ts = table["ts"].to_numpy()
+        codes = pd.factorize(table["user"])[0]
+        vals = {"packets": table["packets"].to_numpy(), "bytes": table["bytes"].to_numpy()}
+        _, r_wall, r_cpu = clock(lambda: rolling_stats(codes, ts, vals, ROLLING))
+        ref = user_win_reference(table["user"], ts)
+        result["user_rows"] = m
+        result["shard_file_mb"] = round(shard_path.stat().st_size / 2**20, 1)
+        result["peak_rss_per_user_row_bytes"] = round(
+            (result["peak_rss_mb"] - base) * 2**20 / max(m, 1)
+        )
+        result["steps"] = {
+            "user_tables_per_flow_scanned": rate(n, wall, cpu, ref),
+            "user_tables_per_user_row": rate(m, wall, cpu, ref),
+            "rolling": rate(m, r_wall, r_cpu, ref),
+            "reference_pandas_groupby": rate(m, m / ref[0], m / ref[1], ref),
         }
-        ref_cpu_rate = m / cpu["reference_pandas_groupby"]
-        result = {
-            "flows": n,
-            "user_rows": m,
-            "users": len(users),
-            "steps": {
-                k: {
-                    "rows": r,
-                    "seconds": round(t, 4),
-                    "cpu_seconds": round(cpu[k], 4),
-                    "rows_per_s": round(r / t),
-                    "rows_per_cpu_s": round(r / cpu[k]),
-                    "ratio_to_reference": round((r / t) / ref_rate, 3),
-                    "cpu_ratio_to_reference": round((r / cpu[k]) / ref_cpu_rate, 3),
-                }
-                for k, (r, t) in steps.items()
-            },
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "load_average_1min": round(os.getloadavg()[0], 2),
+    elif name == "windows":
+        from nfsynth.features.select import read_hosts, time_range
+        from nfsynth.features.windows import build_windows
+
+        hosts, _ = read_hosts(hosts_path)
+        users = hosts.loc[hosts["shard"] == 0, "user"].tolist()
+        first_ts, last_ts = time_range(data)
+        frame, wall, cpu = clock(
+            lambda: build_windows(
+                shard_path,
+                work / "windows" / "shard-0.parquet",
+                work / "windows" / "meta-0.json",
+                first_ts,
+                last_ts,
+                300,
+                36,
+                users,
+                0,
+            )  # fmt: skip
+        )
+        result["peak_rss_mb"] = memory_mb()["VmHWM"]
+        m = int(frame["n_flows"].sum())
+        rows = pq.read_table(shard_path, columns=["user", "ts"])
+        ref = user_win_reference(rows.column("user").to_pandas(), rows.column("ts").to_numpy())
+        result["user_rows"] = m
+        result["window_rows"] = len(frame)
+        result["steps"] = {
+            "windows": rate(m, wall, cpu, ref),
+            "reference_pandas_groupby": rate(m, m / ref[0], m / ref[1], ref),
         }
-        return result
+    result["peak_rss_above_imports_mb"] = round(result["peak_rss_mb"] - base, 1)
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def run_child(name: str, data: Path, work: Path, shards: int) -> dict:
+    cmd = [sys.executable, __file__, "--job", name, "--data", str(data), "--work", str(work),
+           "--shards", str(shards)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--base", type=int, default=1_000_000)
-    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:
-        print(json.dumps(run_scale(args.child)))
+    if args.job is not None:
+        print(json.dumps(job(args.job, args.data, args.work, args.shards)))
         return
-    runs = {}
-    for scale in args.scales:
-        n = scale * args.base
-        proc = subprocess.run([sys.executable, __file__, "--child", str(n)], check=True,
-                              capture_output=True, text=True)  # fmt: skip
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        runs[f"{scale}x"] = res
-        print(
-            f"{scale}x: {n} flows, {res['user_rows']} user rows, peak RSS {res['peak_rss_mb']} MB"
-        )
-        for step, s in res["steps"].items():
-            print(
-                f"  {step:26s} {s['rows_per_s']:>11,d} rows/s {s['rows_per_cpu_s']:>11,d} /CPU s"
-                f"  {s['seconds']:7.3f} s  x{s['ratio_to_reference']:.2f} of reference"
-            )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    cases = {  # name: (flows, hosts, peers, days)
+        "1x": (args.base, HOSTS, PEERS, DAYS),
+        "4x_hosts": (4 * args.base, 4 * HOSTS, 4 * PEERS, DAYS),
+        "4x_days": (4 * args.base, HOSTS, PEERS, 4 * DAYS),
+    }
+    runs: dict = {}
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, (n, hosts, peers, days) in cases.items():
+            data, work = Path(tmp) / case / "flows", Path(tmp) / case / "users"
+            write_flows(data, n, hosts, peers, days)
+            shards = hosts // USERS_PER_SHARD
+            runs[case] = {"flows": n, "hosts": hosts, "days": days, "shards": shards,
+                          "users_per_shard": USERS_PER_SHARD, "jobs": {}}  # fmt: skip
+            for name in ("select_users", "user_flows", "windows"):
+                res = run_child(name, data, work, shards)
+                runs[case]["jobs"][name] = res
+                first = next(iter(res["steps"].values()))
+                print(f"{case:9s} {name:13s} peak RSS {res['peak_rss_mb']:7.1f} MB"
+                      f" (imports {res['rss_after_imports_mb']:.0f})"
+                      f" {first['rows_per_s']:>11,d} rows/s x{first['ratio_to_reference']:.2f}"
+                      f" of reference, load {res['load_average_1min']}")  # fmt: skip
+                for step, s in list(res["steps"].items())[1:]:
+                    print(f"{'':24s}{step:30s} {s['rows_per_s']:>11,d} rows/s"
+                          f" {s['rows_per_cpu_s']:>11,d} /CPU s")  # fmt: skip
+            shutil_rm(Path(tmp) / case)
+    ratios = {
+        growth: {
+            name: {
+                "peak_rss": round(
+                    runs[growth]["jobs"][name]["peak_rss_mb"]
+                    / runs["1x"]["jobs"][name]["peak_rss_mb"],
+                    2,
+                ),
+                "peak_rss_above_imports": round(
+                    runs[growth]["jobs"][name]["peak_rss_above_imports_mb"]
+                    / runs["1x"]["jobs"][name]["peak_rss_above_imports_mb"],
+                    2,
+                ),
+            }  # fmt: skip
+            for name in ("select_users", "user_flows", "windows")
+        }
+        for growth in ("4x_hosts", "4x_days")
+    }
+    print("peak RSS ratios to 1x:", json.dumps(ratios))
     info = {"python": platform.python_version(), "machine": platform.machine(),
-            "numpy": np.__version__, "pandas": pd.__version__, "pyarrow": pa.__version__}  # fmt: skip
-    OUT.write_text(json.dumps({"info": info, "runs": runs}, indent=1))
+            "cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__,
+            "pyarrow": pa.__version__, "load_average_at_start": [round(x, 2) for x in load_start],
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"info": info, "peak_rss_ratio_to_1x": ratios, "runs": runs},
+                              indent=1))  # fmt: skip
     print(f"wrote {OUT}")
+
+
+def shutil_rm(path: Path) -> None:
+    """Remove a case's files once its jobs ran (keeps /tmp small)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -215,9 +215,12 @@ def _batch_counts(batch: pa.RecordBatch, is_internal: Callable) -> pd.DataFrame:
 def count_hosts(
     flows: ds.Dataset | str | Path,
     internal: Iterable[str] | Callable | None = (),
-    batch_size: int = 1 << 20,
+    batch_size: int = 1 << 18,
 ) -> pd.DataFrame:
     """Flow counts of every internal host, streamed over the dataset.
+
+    Memory: one batch of ``batch_size`` rows (no read-ahead: pyarrow's default buffers up to 16
+    batches, which made the peak grow with the size of the day files).
 
     Returns a DataFrame indexed by nothing, columns ``user`` and ``HOST_COUNT_COLUMNS`` (int64),
     sorted by ``n_flows`` descending then ``user``. ``n_flows = n_out + n_in``.
@@ -228,7 +231,7 @@ def count_hosts(
     total: pd.DataFrame | None = None
     pending: list[pd.DataFrame] = []
     n_rows = 0
-    for batch in dataset.to_batches(columns=["src", "dst"], batch_size=batch_size):
+    for batch in dataset.to_batches(columns=["src", "dst"], **scan_options(batch_size)):
         if batch.num_rows == 0:
             continue
         n_rows += batch.num_rows
@@ -250,6 +253,11 @@ def count_hosts(
         time.perf_counter() - t0,
     )
     return total.reset_index(drop=True)
+
+
+def scan_options(batch_size: int) -> dict[str, int]:
+    """``Dataset.to_batches`` options for a bounded-memory scan: one batch read ahead."""
+    return {"batch_size": int(batch_size), "batch_readahead": 1, "fragment_readahead": 1}
 
 
 def _merge(parts: list[pd.DataFrame | None]) -> pd.DataFrame:

@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nfsynth.features.rolling import add_rolling
-from nfsynth.features.select import as_filter, read_hosts
+from nfsynth.features.select import as_filter, read_hosts, scan_options
 from nfsynth.io.dataset import open_flows
 
 log = logging.getLogger(__name__)
@@ -247,18 +247,19 @@ def _as_dict(arr: pa.Array) -> pa.Array:
 
 
 def read_user_flows(
-    flows: ds.Dataset | str | Path, users: Sequence[str], batch_size: int = 1 << 20
+    flows: ds.Dataset | str | Path, users: Sequence[str], batch_size: int = 1 << 18
 ) -> pd.DataFrame:
     """Raw flows of ``users`` (both directions, ``user``/``direction``/``peer`` added), unsorted.
 
-    Streams the dataset; the ``day`` partition column is dropped (recomputed from ``ts``).
+    Streams the dataset one batch at a time (memory: one batch plus the kept rows); the ``day``
+    partition column is dropped (recomputed from ``ts``).
     """
     dataset = flows if isinstance(flows, ds.Dataset) else open_flows(flows)
     columns = [c for c in dataset.schema.names if c != "day"]
     wanted = pa.array(list(users), type=pa.string())
     parts: list[pa.Table] = []
     n_in = 0
-    for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+    for batch in dataset.to_batches(columns=columns, **scan_options(batch_size)):
         n_in += batch.num_rows
         parts.extend(_shard_rows(batch, wanted))
     if not parts:
