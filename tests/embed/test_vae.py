@@ -85,3 +85,22 @@ def test_vae_density_ranks_planted_anomalies_high(toy_shards, tmp_path):
     assert max(b["n"] for b in drift["batches"]) <= 600
     assert drift["batches"][0]["jsd_prev"] is None and drift["batches"][1]["jsd_prev"] >= 0
     assert report["n_flows"] == len(truth) and not (tmp_path / "resume.pt").exists()
+
+
+def test_window_slices_give_the_whole_tables_context(toy_shards):
+    from nfsynth.embed.data import iter_batches, read_windows
+    from nfsynth.embed.encoding import CONTEXT_FEATURES, context_summary
+    from nfsynth.embed.vae import WindowSlices
+
+    flow_paths, win_paths = toy_shards
+    whole = read_windows(win_paths, CONTEXT_FEATURES)
+    slices = WindowSlices(win_paths, CONTEXT_FEATURES, context=36)
+    n_batches = 0
+    for df in iter_batches(flow_paths, ["user", "ts", "day"], 500, "day"):
+        part = slices.get(df)
+        assert len(part) < len(whole)  # a slice, not the whole table
+        want = context_summary(df, whole, 36)
+        pd.testing.assert_frame_equal(context_summary(df, part, 36), want)
+        assert want.to_numpy().any()  # the context is not all zeros
+        n_batches += 1
+    assert slices.reads_ < n_batches  # batches of one day share a read

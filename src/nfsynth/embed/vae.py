@@ -1,7 +1,9 @@
 """A VAE trained sequentially over batches of flows, with latent densities and latent drift.
 
 The training data never sits in memory at once: ``data.iter_batches`` streams the user-flow
-shards day by day in batches of at most ``batch_rows`` rows. The VAE's weights are the memory
+shards day by day in batches of at most ``batch_rows`` rows, and ``WindowSlices`` reads only
+the window rows a batch's context needs (its day plus ``C`` windows), so peak memory is flat in
+the number of days (``bench/bench_vae.py``). The VAE's weights are the memory
 of what it has seen; each batch trains it for ``epochs_per_batch`` passes over the batch's
 training-split rows (``SequentialVAE.partial_fit``).
 
@@ -55,10 +57,11 @@ import pyarrow.parquet as pq
 import torch
 
 from nfsynth.embed.autoencoder import embed, fit_epochs
-from nfsynth.embed.data import iter_batches, read_windows, schema_names
+from nfsynth.embed.data import iter_batches, read_windows_range, schema_names
 from nfsynth.embed.density import LatentDensity, drift
 from nfsynth.embed.encoding import CONTEXT_FEATURES, EncodedFlows, FlowEncoder, read_columns
 from nfsynth.embed.nets import FlowAutoencoder
+from nfsynth.features.windows import window_index, window_seconds
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,63 @@ def train_sequential(
     return vae
 
 
+class WindowSlices:
+    """The window rows a batch of flows needs for its context, read per batch, not whole.
+
+    A flow in window ``w`` reads its user's windows ``w-C .. w-1``, so a batch needs only the
+    rows with ``min(w) - C <= win <= max(w)`` (``data.read_windows_range``). On a miss the read
+    reaches at least one day (``day_s``) plus ``C`` windows past its start, so the batches of
+    one day share one read; memory is (users x (day + C)) windows, flat in the number of days
+    (with ``order="day"``). ``get(flows)`` returns a table whose context summary equals the
+    whole table's for those flows.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        columns: Sequence[str],
+        context: int,
+        day_s: float = 86400.0,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.columns = list(columns)
+        self.context = int(context)
+        self.seconds, self.first_win = _probe_grid(self.paths)
+        self.day_windows = int(np.ceil(day_s / self.seconds))
+        self.lo_, self.hi_ = 0, -1
+        self.table_: pd.DataFrame | None = None
+        self.reads_ = 0
+
+    def get(self, flows: pd.DataFrame) -> pd.DataFrame:
+        """Windows rows covering ``flows``' contexts (grouped by user, sorted by ``win``)."""
+        w = window_index(flows["ts"].to_numpy(np.float64), self.seconds)
+        if not len(w):  # no flows: any slice will do
+            w = np.array([self.lo_ + self.context if self.table_ is not None else self.first_win])
+        lo, hi = int(w.min()) - self.context, int(w.max())
+        if self.table_ is None or lo < self.lo_ or hi > self.hi_:
+            self.table_ = None  # drop the old slice before reading the next
+            self.lo_, self.hi_ = lo, max(hi, lo + self.context + self.day_windows)
+            self.table_ = read_windows_range(self.paths, self.lo_, self.hi_, self.columns)
+            self.reads_ += 1
+            if not len(self.table_):
+                raise ValueError(
+                    f"vae: no windows with win in [{self.lo_}, {self.hi_}] in {self.paths} "
+                    "for flows of that time range (windows and flows do not match)"
+                )
+        return self.table_
+
+
+def _probe_grid(paths: Sequence[str]) -> tuple[float, int]:
+    """Window length (s, ``win_start / win``) and first ``win``, from the shards' first rows."""
+    for p in paths:
+        for batch in pq.ParquetFile(p).iter_batches(2, columns=["win", "win_start"]):
+            df = batch.to_pandas()
+            if (df["win"] != 0).any():
+                return window_seconds(df), int(df["win"].iloc[0])
+            break
+    raise ValueError(f"vae: cannot tell the window length from {list(paths)} (no rows, or win 0)")
+
+
 def _reservoir_keys(seed: int, index: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, index]).random(n)
 
@@ -207,7 +267,7 @@ def run_vae(
     batch_rows = int(params["batch_rows"])
     order = params.get("order", "day")
     columns = sorted(set(read_columns(schema_names(flow_paths))) | {"day", "split"})
-    windows = read_windows(window_paths, CONTEXT_FEATURES)
+    windows = WindowSlices(window_paths, CONTEXT_FEATURES, context)
     batches = lambda: iter_batches(flow_paths, columns, batch_rows, order)  # noqa: E731
 
     def train_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -238,12 +298,13 @@ def run_vae(
         if first is None or not len(first):
             raise ValueError(f"vae: no training rows in {list(map(str, flow_paths))}")
         encoder = FlowEncoder(top_k=int(params.get("top_k", 256)), context=context)
-        vae.setup(encoder.fit(first.iloc[:batch_rows], windows))
+        first = first.iloc[:batch_rows]
+        vae.setup(encoder.fit(first, windows.get(first)))
         del first
     enc = vae.encoder_
 
     # Pass 1: sequential training.
-    encoded = (enc.transform(train_rows(df), windows) for df in batches())
+    encoded = (enc.transform(tr, windows.get(tr)) for tr in map(train_rows, batches()))
     train_sequential(vae, encoded, resume_path, fp)
     t1 = time.perf_counter()
     log.info("vae: trained on %d batches in %.1f s", vae.position_, t1 - t0)
@@ -258,7 +319,7 @@ def run_vae(
     writer = None
     n_flows = 0
     for i, df in enumerate(batches()):
-        z = vae.transform(enc.transform(df, windows))
+        z = vae.transform(enc.transform(df, windows.get(df)))
         is_train = df["split"].astype(str).to_numpy() == "train"
         keys = _reservoir_keys(seed, i, len(df))[is_train]
         ref_z = np.vstack([ref_z, z[is_train]])
