@@ -7,7 +7,7 @@ ctgan/tvae when installed) is fitted on the training split, samples ``--n-users`
 ``metrics.evaluate.score`` (JSD, hour JSD, ACF error, rule violations, TSTR, ...).
 
     .venv/bin/python bench/bench_models.py --threads 2 --device cpu
-    .venv/bin/python bench/bench_models.py --device cuda --out bench/results/models-cuda.json
+    .venv/bin/python bench/bench_models.py --device cuda --out bench/results/models_cuda.json
 
 Writes ``bench/results/models.json``: per model the figures, with machine, torch version,
 threads, device and date.
@@ -97,6 +97,17 @@ def bench_model(name: str, spec: dict, users, space, args, internal) -> dict:
     if spec["kind"] == "neural":
         hist = getattr(model, "history_", {})
         row["epochs"] = hist.get("epochs")
+        row["dt_factor"] = hist.get("dt_factor")
+        row["sample_flows_per_host_day"] = round(sample.num_rows / args.n_users / args.days, 1)
+        row["real_test_flows_per_host_day"] = round(
+            len(test) / test["user"].nunique() / max(len(users.split.get("test", [])), 1), 1
+        )
+        speeds = {}
+        for n in args.speed_users:
+            t0 = time.perf_counter()
+            rows = model.sample(n, start, args.days, seed=args.seed + n).num_rows
+            speeds[str(n)] = round(rows / (time.perf_counter() - t0), 1)
+        row["sample_flows_per_s_by_hosts"] = speeds
         per_epoch = min(len(train), int(params.get("max_train_flows", 60000)))
         row["train_steps_flows_per_s"] = round(per_epoch * (hist.get("epochs") or 0) / fit_s, 1)
     if args.metrics:
@@ -118,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-users", type=int, default=24)
     parser.add_argument("--days", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--speed-users",
+        type=int,
+        nargs="*",
+        default=[256],
+        help="neural: also time sampling this many hosts (flows/s per host count)",
+    )
     parser.add_argument("--sim-seed", type=int, default=11)
     parser.add_argument(
         "--metrics", action="store_true", help="also score samples with metrics.evaluate"
@@ -180,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": args.threads,
         "device": args.device,
+        "device_name": (
+            torch.cuda.get_device_name(0)
+            if args.device != "cpu" and torch.cuda.is_available()
+            else platform.processor() or platform.machine()
+        ),
         "dataset": {
             "simulator": SIM,
             "sim_seed": args.sim_seed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,9 @@ torch = pytest.importorskip("torch")
 from nfsynth.evalspace import EvalSpace  # noqa: E402
 from nfsynth.models.neural import NeuralFlowModel  # noqa: E402
 
+#: ``NFSYNTH_TEST_DEVICE=cuda`` runs these tests on the GPU (training and scoring there,
+#: mixed precision; sampling is numpy on the CPU on every device).
+DEVICE = os.environ.get("NFSYNTH_TEST_DEVICE", "cpu")
 SMALL = dict(
     d_model=16,
     history=4,
@@ -21,7 +26,7 @@ SMALL = dict(
     lr=0.01,
     max_train_flows=4000,
     patience=3,
-    device="cpu",
+    device=DEVICE,
 )
 
 
@@ -87,7 +92,8 @@ def flows() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted(flows: pd.DataFrame) -> NeuralFlowModel:
-    return NeuralFlowModel(**{**SMALL, "epochs": 15, "patience": 15}).fit(flows, seed=3)
+    hp = {**SMALL, "epochs": 15, "patience": 15, "history_dropout": 0.1}
+    return NeuralFlowModel(**hp).fit(flows, seed=3)
 
 
 def test_training_drives_nll_down(flows: pd.DataFrame) -> None:
@@ -185,3 +191,65 @@ def test_log_prob_is_a_distribution_over_bins(fitted: NeuralFlowModel, flows: pd
     np.testing.assert_allclose(
         fitted.log_prob(shuffled), fitted.log_prob(frame)[shuffled.index], rtol=1e-5
     )
+
+
+def test_planted_poisson_rate_per_day_and_hour() -> None:
+    """Setup: three hosts, each a Poisson process of 60 flows/h from 08 to 18 h and 6 flows/h
+    otherwise (684 flows/day), fields independent of time; 3 training days. Run: train a
+    small model, sample 6 hosts for one day. Assert: flows per host-day within 15% of 684,
+    and the day hours hold about their planted share (600 of 684)."""
+    from tests.models.conftest import frame_tables, make_user_flows
+
+    flows = make_user_flows(n_users=3, days=5, seed=4, day_rate=60.0, night_rate=6.0)
+    tables = frame_tables(flows)
+    model = NeuralFlowModel(**{**SMALL, "epochs": 4, "max_train_flows": 3000}).fit(tables, seed=0)
+    start = float(np.floor(flows["ts"].max() / 86400.0) * 86400.0) + 86400.0
+    sample = model.sample(6, start, 1.0, seed=1).to_pandas()
+    per_day = sample.groupby("user").size()
+    truth = 10 * 60.0 + 14 * 6.0
+    assert len(per_day) == 6
+    assert abs(per_day.mean() / truth - 1.0) < 0.15, per_day.mean()
+    hour = (sample["ts"] % 86400.0) // 3600.0
+    day_share = hour.between(8, 17).mean()
+    assert abs(day_share - 600.0 / truth) < 0.05, day_share
+
+
+def test_step_sampler_matches_the_network(fitted: NeuralFlowModel) -> None:
+    """The numpy sampler computes the torch network's host state and head outputs (to
+    float32 rounding) for random inputs and a known host."""
+    from nfsynth.models.neural_sample import StepSampler, gelu
+
+    net = fitted.net_
+    sp = StepSampler(net, fitted.fields_, fitted.vocabs_, fitted.specs_, fitted.warp_, 300.0)
+    rng = np.random.default_rng(0)
+    B = 5
+    hist = rng.normal(size=(B, net.K, sp.hist_in.shape[1])).astype(np.float32)
+    ctx = (rng.random((B, net.C + 1, 4)) * 3).astype(np.float32)
+    aux = rng.random((B, 7)).astype(np.float32)
+    role, hid = rng.integers(0, 4, B), rng.integers(0, net.unknown_host + 1, B)
+    with torch.no_grad():
+        want = net.state(*(torch.as_tensor(a) for a in (hist, ctx, aux, role, hid))).numpy()
+    np.testing.assert_allclose(sp._state(hist, ctx, aux, role, hid), want, atol=1e-4)
+    u = rng.normal(size=(B, net.d)).astype(np.float32)
+    for j, (f, w1, b1, wo, bo, _, _) in enumerate(sp.heads):
+        with torch.no_grad():
+            want = net.head(j, torch.as_tensor(u)).numpy()
+        got = gelu(u @ w1 + b1) @ wo + bo
+        ok = np.asarray(fitted.vocabs_[f].seen, bool) if f in fitted.vocabs_ else slice(None)
+        np.testing.assert_allclose(got[:, ok], want[:, ok], atol=1e-4, err_msg=f)
+
+
+def test_time_warp_round_trip_and_unit_gaps() -> None:
+    """inverse(forward(t)) = t; a day of warped time is a day; a host with R flows/day at a
+    constant rhythm has latent 0 for a gap of 86400 / R seconds."""
+    from nfsynth.models.neural_vocab import TimeWarp
+
+    ts = np.r_[np.repeat(np.arange(24) * 3600.0 + 10.0, np.arange(1, 25)), 86400.0 + 5.0]
+    warp = TimeWarp.fit(ts)
+    t = np.linspace(0.0, 3 * 86400.0, 1001)
+    np.testing.assert_allclose(warp.inverse(warp.forward(t)), t, atol=1e-6)
+    assert warp.forward(np.array([86400.0]))[0] == pytest.approx(86400.0)
+    assert warp.hour_weights[23] > 5 * warp.hour_weights[0]
+    flat = TimeWarp(hour_weights=[1.0] * 24)
+    lat = flat.gap_latent(np.array([1000.0]), np.array([86400.0 / 500]), np.array([np.log10(500)]))
+    assert lat[0] == pytest.approx(0.0, abs=1e-9)

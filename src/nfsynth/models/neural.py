@@ -16,11 +16,22 @@ protocol or peer outside the exact vocabulary) holds only values the space calls
 so all of its mass goes to ``other``. ``peer_kind`` is scored through the peer head (each
 peer token has one kind).
 
+Time: ``dt`` is modelled in operational time (``neural_vocab.TimeWarp``): the gap, warped by
+the training data's hourly flow profile and divided by the host's mean gap (its activity),
+so the daily rhythm and the flows per host-day are built in and the network learns the
+shape of the gaps (bursts, sessions). After training, ``calibrate`` scales sampled gaps so
+that free-running samples of the training hosts hold their flows per day (the mean of a
+log-space mixture is sensitive to its tail, and free-running history drifts from teacher
+forcing).
+
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
 early stopping on the validation split, ``max_train_flows`` flows per epoch drawn as
 windows of ``seq_len`` consecutive flows of a host (each with its ``history`` previous flows).
-Sampling draws all hosts in parallel (hosts on the batch axis) until each has filled the
-requested days; seeded with a ``torch.Generator``, so the same seed gives the same rows.
+
+Sampling (``neural_sample.StepSampler``, numpy on the CPU whatever the device): hosts, and
+chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn-in of
+``sample_burn_in`` flows), run in parallel on the batch axis until each has filled its
+period; seeded with a ``numpy.random.Generator``, so the same seed gives the same rows.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,27 +63,23 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.models.neural_net import (
-    LOG_SCALE_RANGE,
-    FlowNet,
-    interval_log_prob,
-    time_features_torch,
-)
+from nfsynth.models.neural_net import FlowNet, interval_log_prob
+from nfsynth.models.neural_sample import StepSampler
 from nfsynth.models.neural_vocab import (
-    BPP_RANGE,
     CATEGORICAL,
-    CONTEXT_FEATURES,
     FIELD_ORDER,
-    RATIO_BASE,
     CategoricalVocab,
     ContinuousSpec,
     Encoded,
+    TimeWarp,
     build_spec,
     build_vocab,
     encode_frame,
     grid_interval,
     host_rates,
     infer_roles,
+    latent_base,
+    raw_values,
 )
 from nfsynth.schema import ROLES, SECONDS_PER_DAY
 
@@ -78,17 +87,22 @@ log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "d_model": 64,
-    "history": 16,
+    "history": 8,
     "mixtures": 6,
-    "epochs": 4,
-    "batch_size": 64,
-    "seq_len": 32,
+    "epochs": 8,
+    "batch_size": 32,
+    "seq_len": 64,
     "lr": 0.003,
     "weight_decay": 0.0001,
     "patience": 2,
     "max_train_flows": 40000,
     "top_ports": 64,
     "top_peers": 64,
+    "history_dropout": 0.3,
+    "calibrate": True,
+    "cpu_threads": 1,
+    "sample_chunk_flows": 400,
+    "sample_burn_in": 32,
     "device": "auto",
 }
 WINDOW_SECONDS = 300.0
@@ -122,9 +136,13 @@ class NeuralFlowModel(FlowModel):
         self.roles_: dict[str, str] = {}
         self.rates_: dict[str, float] = {}
         self.train_hosts_: list[tuple[str, float]] = []  # (role, log10 flows/day) per host
+        self.host_ids_: dict[str, int] = {}  # training host -> its row of the host embedding
         self.window_seconds_ = WINDOW_SECONDS
         self.context_ = CONTEXT_WINDOWS
         self.history_: dict[str, Any] = {}
+        self.warp_: TimeWarp | None = None
+        self.dt_factor_ = 1.0
+        self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
 
     # -- fitting -----------------------------------------------------------------------
@@ -147,7 +165,12 @@ class NeuralFlowModel(FlowModel):
         enc_val = self._encode(val) if val is not None and len(val) else None
         self.net_ = self._new_net()
         self._init_heads(enc)
-        self.history_ = self._train(enc, enc_val, rng, seed)
+        with torch_threads(int(hp["cpu_threads"]), self.device_):
+            self.history_ = self._train(enc, enc_val, rng, seed)
+        self.sampler_, self.dt_factor_ = None, 1.0
+        if hp["calibrate"]:
+            self._calibrate_rate(seed)
+        self.history_["dt_factor"] = round(self.dt_factor_, 4)
         self.history_["seconds"] = round(time.perf_counter() - t0, 2)
         self.history_["train_flows"] = int(enc.n)
         log.info(
@@ -174,7 +197,6 @@ class NeuralFlowModel(FlowModel):
             for f in self.fields_
             if f in CATEGORICAL
         }
-        self.specs_ = {f: build_spec(f, train) for f in self.fields_ if f not in CATEGORICAL}
         hosts = getattr(users, "hosts", None)
         roles = infer_roles(train)
         if hosts is not None and len(hosts) and "role" in hosts:
@@ -190,9 +212,21 @@ class NeuralFlowModel(FlowModel):
         self.train_hosts_ = [
             (self.roles_.get(u, "both"), float(r)) for u, r in sorted(self.rates_.items())
         ]
+        self.host_ids_ = {u: i for i, u in enumerate(sorted(self.rates_))}
+        ts = train["ts"].to_numpy(dtype=float)
+        self.warp_ = TimeWarp.fit(ts)
+        dt = raw_values(train, "dt")
+        rate = train["user"].astype(str).map(self.rates_).to_numpy(dtype=float)
+        gap_latent = self.warp_.gap_latent(ts - dt, dt, rate)
+        self.specs_ = {
+            f: build_spec(f, train, gap_latent if f == "dt" else None)
+            for f in self.fields_
+            if f not in CATEGORICAL
+        }
 
     def _encode(self, frame: pd.DataFrame) -> Encoded:
-        return encode_frame(
+        """``encode_frame`` plus ``hid``: each row's training-host id (unknown: the count)."""
+        enc = encode_frame(
             frame,
             self.vocabs_,
             self.specs_,
@@ -200,7 +234,11 @@ class NeuralFlowModel(FlowModel):
             self.rates_,
             window_seconds=self.window_seconds_,
             context=self.context_,
+            warp=self.warp_,
         )
+        users = enc.frame["user"].astype(str) if enc.n else pd.Series([], dtype=object)
+        enc.hid = users.map(self.host_ids_).fillna(len(self.host_ids_)).to_numpy(dtype=np.int64)
+        return enc
 
     def _new_net(self) -> FlowNet:
         hp = self.hyperparameters
@@ -215,6 +253,8 @@ class NeuralFlowModel(FlowModel):
             context=self.context_,
             mixtures=int(hp["mixtures"]),
             n_roles=len(ROLES),
+            n_hosts=len(self.host_ids_),
+            history_dropout=float(hp["history_dropout"]),
         )
         return net.to(self.device_)
 
@@ -289,6 +329,7 @@ class NeuralFlowModel(FlowModel):
             "aux": torch.as_tensor(aux.astype(np.float32), device=dev),
             "ctx": torch.as_tensor(ctx.astype(np.float32), device=dev),
             "role": torch.as_tensor(enc.role[tpos], device=dev),
+            "hid": torch.as_tensor(enc.hid[tpos], device=dev),
             "tpos": torch.as_tensor(tpos, device=dev),
         }
         for f in self.fields_:
@@ -302,21 +343,25 @@ class NeuralFlowModel(FlowModel):
         return out
 
     def _field_nll(self, heads: list[torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Negative log-likelihood (nats) of each field of each target, (S, L, F)."""
-        parts = []
+        """Negative log-likelihood (nats) of each target, summed over fields, (S, L).
+        The continuous fields are scored in one call (stacked on a field axis)."""
+        total = torch.zeros_like(batch["tvalid"])
+        cont = []
         for j, f in enumerate(self.fields_):
             if f in CATEGORICAL:
-                logp = (
-                    F.log_softmax(heads[j].float(), dim=-1)
-                    .gather(-1, batch[f"y:{f}"].unsqueeze(-1))
-                    .squeeze(-1)
-                )
+                total = total - F.log_softmax(heads[j].float(), dim=-1).gather(
+                    -1, batch[f"y:{f}"].unsqueeze(-1)
+                ).squeeze(-1)
             else:
-                logp = interval_log_prob(
-                    heads[j], batch[f"lo:{f}"], batch[f"hi:{f}"], batch[f"width:{f}"]
-                )
-            parts.append(-logp)
-        return torch.stack(parts, dim=-1)
+                cont.append((j, f))
+        if cont:
+            params = torch.stack([heads[j] for j, _ in cont], dim=-2)
+            lo, hi, width = (
+                torch.stack([batch[f"{part}:{f}"] for _, f in cont], dim=-1)
+                for part in ("lo", "hi", "width")
+            )
+            total = total - interval_log_prob(params, lo, hi, width).sum(-1)
+        return total
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean NLL nats/flow over valid targets, number of valid targets)."""
@@ -325,7 +370,7 @@ class NeuralFlowModel(FlowModel):
         dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast(device_type=self.device_.type, dtype=dtype, enabled=amp):
             _, heads = self.net_(batch)
-        nll = self._field_nll(heads, batch).sum(-1)
+        nll = self._field_nll(heads, batch)
         w = batch["tvalid"]
         count = w.sum()
         return (nll * w).sum() / count.clamp(min=1.0), count
@@ -352,7 +397,8 @@ class NeuralFlowModel(FlowModel):
         )
         best, best_state, bad, history = math.inf, None, 0, {"train": [], "val": []}
         previous = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # CPU kernels are deterministic already; the flag only slows their backward passes
+        torch.use_deterministic_algorithms(self.device_.type == "cuda", warn_only=True)
         try:
             for epoch in range(epochs):
                 net.train()
@@ -429,10 +475,14 @@ class NeuralFlowModel(FlowModel):
         parts = self.field_log_probs(flows)
         return np.sum(np.stack(list(parts.values()), axis=0), axis=0) if parts else np.zeros(0)
 
-    @torch.no_grad()
     def field_log_probs(self, flows: Any) -> dict[str, np.ndarray]:
         """Per evaluation field, the log-probability (nats) of each flow's bin, (n_flows,)
         in the frame's row order."""
+        with torch_threads(int(self.hyperparameters["cpu_threads"]), self.device_):
+            return self._field_log_probs(flows)
+
+    @torch.no_grad()
+    def _field_log_probs(self, flows: Any) -> dict[str, np.ndarray]:
         self._check_fitted()
         assert self.net_ is not None and self.space_ is not None
         frame = flows_frame(flows).reset_index(drop=True)
@@ -453,15 +503,19 @@ class NeuralFlowModel(FlowModel):
                 ] = 1.0
                 targets[f] = (ef, codes, mapping)
             else:
-                from nfsynth.models.neural_vocab import latent_base, raw_values
-
-                codes = space.encode_field(f, raw_values(enc.frame, f))
+                x = raw_values(enc.frame, f)
+                codes = space.encode_field(f, x)
                 edges = space.edges[f]
+                gap = None
+                if f == "dt" and self.warp_ is not None:
+                    ts = enc.frame["ts"].to_numpy(dtype=float)
+                    gap = (ts - x, enc.rate.astype(float), self.warp_)
                 lo, hi, width = grid_interval(
                     np.expm1(edges[codes]),
                     np.expm1(edges[codes + 1]),
                     self.specs_[f],
                     latent_base(enc.frame, f),
+                    gap,
                 )
                 targets[f] = (
                     f,
@@ -501,7 +555,6 @@ class NeuralFlowModel(FlowModel):
         return result
 
     # -- sampling ----------------------------------------------------------------------
-    @torch.no_grad()
     def sample(
         self,
         n_users: int,
@@ -517,213 +570,134 @@ class NeuralFlowModel(FlowModel):
             raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        gen = torch.Generator(device=self.device_)
-        gen.manual_seed(seed)
-        roles, rates = self._host_attributes(n_users, role, rng)
-        threads = torch.get_num_threads()
-        if self.device_.type == "cpu":
-            torch.set_num_threads(1)  # one small op after another: threads only add overhead
-        try:
-            frame = self._generate(roles, rates, start_seconds(start), float(days), gen)
-        finally:
-            torch.set_num_threads(threads)
+        roles, rates, hids = self._host_attributes(n_users, role, rng)
+        frame = self._generate(roles, rates, hids, start_seconds(start), float(days), rng)
         names = np.asarray(synthetic_user_names(n_users, role), dtype=object)
         frame["user"] = names[frame.pop("host").to_numpy()]
         for f, vocab in self.vocabs_.items():
             frame[f] = vocab.decode(frame[f].to_numpy(), rng)
         frame["proto"] = pd.to_numeric(frame["proto"], errors="coerce").fillna(0).astype(np.int64)
         table = to_sample_table(frame)
+        seconds = time.perf_counter() - t0
         log.info(
             "neural: sampled %d flows of %d hosts in %.2f s (%.0f flows/s)",
             table.num_rows,
             n_users,
-            time.perf_counter() - t0,
-            table.num_rows / max(time.perf_counter() - t0, 1e-9),
+            seconds,
+            table.num_rows / max(seconds, 1e-9),
         )
         return table
 
     def _host_attributes(
         self, n: int, role: str | None, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Role ids and activity levels of ``n`` synthetic hosts: roles in the training
-        hosts' proportions (largest remainder, shuffled) unless ``role`` is given; activity
-        drawn from the training hosts of the role."""
-        hosts = self.train_hosts_ or [("both", 3.0)]
-        if role is None:
-            share = (
-                pd.Series([r for r, _ in hosts])
-                .value_counts(normalize=True)
-                .reindex(list(ROLES), fill_value=0.0)
-            )
-            quota = np.floor(share.to_numpy() * n).astype(int)
-            rest = np.argsort(-(share.to_numpy() * n - quota), kind="stable")[: n - quota.sum()]
-            quota[rest] += 1
-            names = np.repeat(np.asarray(ROLES, dtype=object), quota)
-            names = names[rng.permutation(n)]
-        else:
-            names = np.full(n, role, dtype=object)
-        rates = np.empty(n, dtype=np.float32)
-        for r in np.unique(names):
-            pool = [v for rr, v in hosts if rr == r] or [v for _, v in hosts]
-            idx = np.flatnonzero(names == r)
-            rates[idx] = np.asarray(pool)[rng.integers(0, len(pool), size=idx.size)]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Role ids, activity levels (log10 flows/day) and training-host ids of ``n``
+        synthetic hosts: the training hosts' profiles (of ``role`` when given) in a random
+        order, cycled, so ``n`` = the training host count reproduces the training
+        population exactly (the busiest hosts dominate every marginal)."""
+        hosts = [(r, v, i) for i, (r, v) in enumerate(self.train_hosts_)]
+        hosts = hosts or [("both", 3.0, len(self.host_ids_))]
+        pool = [h for h in hosts if role is None or h[0] == role] or hosts
+        pick = np.resize(rng.permutation(len(pool)), n)
+        names = [role or pool[i][0] for i in pick]
+        rates = np.asarray([pool[i][1] for i in pick], dtype=np.float32)
+        hids = np.asarray([pool[i][2] for i in pick], dtype=np.int64)
         ids = np.array([ROLES.index(r) for r in names], dtype=np.int64)
-        return ids, rates
+        return ids, rates, hids
 
     def _generate(
-        self, roles: np.ndarray, rates: np.ndarray, start: float, days: float, gen: torch.Generator
+        self,
+        roles: np.ndarray,
+        rates: np.ndarray,
+        hids: np.ndarray,
+        start: float,
+        days: float,
+        rng: np.random.Generator,
     ) -> pd.DataFrame:
-        """Run the network step by step for every host until it passes ``start + days``."""
+        """Run the network step by step for every host until it passes ``start + days``
+        (``neural_sample.StepSampler``); one row per flow: field tokens/values, ts, host."""
         assert self.net_ is not None
-        net, dev = self.net_, self.device_
-        n, K, C, d = len(roles), net.K, net.C, net.d
-        end = start + days * SECONDS_PER_DAY
-        host = torch.arange(n, device=dev)
-        role = torch.as_tensor(roles, device=dev)
-        rate = torch.as_tensor(rates, device=dev)
-        hist = torch.zeros(n, K, d, device=dev)
-        ctx = torch.zeros(n, C + 1, CONTEXT_FEATURES, device=dev, dtype=torch.float64)  # raw sums
-        ts = torch.full((n,), start, dtype=torch.float64, device=dev)
-        win = torch.floor(ts / self.window_seconds_).long()
-        steps = torch.zeros(n, device=dev)
-        first = torch.ones(n, device=dev)
-        max_rate = max((v for _, v in self.train_hosts_), default=3.0)
-        max_steps = int(max(2000, 20 * days * 10**max_rate))
-        records: list[dict[str, torch.Tensor]] = []
-        plan = self._sampling_plan()
-        idx_c = torch.arange(C, device=dev)
-        for _ in range(max_steps):
-            if host.numel() == 0:
-                break
-            aux = torch.cat(
-                [
-                    time_features_torch(ts),
-                    first[:, None],
-                    (steps.clamp(max=K) / K)[:, None],
-                    rate[:, None],
-                ],
-                dim=1,
+        if self.sampler_ is None:
+            self.sampler_ = StepSampler(
+                self.net_,
+                self.fields_,
+                self.vocabs_,
+                self.specs_,
+                self.warp_,
+                self.window_seconds_,
+                self.dt_factor_,
             )
-            s = net.state(hist, torch.log1p(ctx).float(), aux, role)
-            acc = s
-            values: dict[str, torch.Tensor] = {}
-            new_ts = ts
-            u_all = torch.rand(host.numel(), 2 * len(plan), generator=gen, device=dev).clamp_(
-                1e-6, 1 - 1e-6
-            )
-            for j, (f, w1, b1, wo, bo, extra) in enumerate(plan):
-                out = torch.addmm(bo, F.gelu(torch.addmm(b1, acc, w1)), wo)
-                if f in CATEGORICAL:
-                    x = _draw(torch.softmax(out + extra, dim=-1), u_all[:, 2 * j])
-                    values[f] = x
-                    acc = acc + net.embed[f].weight[x]
-                    continue
-                spec = self.specs_[f]
-                logits, mu, log_s = out.chunk(3, dim=-1)
-                comp = _draw(torch.softmax(logits, dim=-1), u_all[:, 2 * j])[:, None]
-                scale = torch.exp(log_s.gather(1, comp).squeeze(1).clamp(*LOG_SCALE_RANGE))
-                y = mu.gather(1, comp).squeeze(1) + scale * torch.logit(u_all[:, 2 * j + 1])
-                y = y.clamp(max=spec.lat_hi + 1.0)
-                if f in RATIO_BASE:
-                    base_count = values[RATIO_BASE[f]]
-                    y = y.clamp(math.log(BPP_RANGE[0]), math.log(BPP_RANGE[1]))
-                    x = (
-                        torch.round(base_count.clamp(min=1.0) * torch.exp(y) / spec.resolution)
-                        * spec.resolution
-                    )
-                    x = x * (base_count > 0)
-                else:
-                    x = (
-                        torch.round(torch.expm1(y) / spec.resolution).clamp_(min=0.0)
-                        * spec.resolution
-                    )
-                values[f] = x
-                tfeat = None
-                if f == "dt":
-                    new_ts = ts + x.double()
-                    tfeat = time_features_torch(new_ts)
-                acc = acc + net.field_embedding(j, torch.log1p(x) / spec.scale, tfeat)
-            flow_emb = acc - s
-            # record the flows that fall before the end
-            inside = new_ts < end
-            rec = {f: v for f, v in values.items()}
-            rec["ts"], rec["host"], rec["inside"] = new_ts, host, inside
-            records.append(rec)
-            # update the host state
-            hist = torch.cat([hist[:, 1:], flow_emb[:, None]], dim=1)
-            new_win = torch.floor(new_ts / self.window_seconds_).long()
-            shift = (new_win - win).clamp(min=0)
-            idx = idx_c[None, :] + shift[:, None]
-            complete = ctx.gather(1, idx.clamp(max=C)[..., None].expand(-1, -1, CONTEXT_FEATURES))
-            complete = complete * (idx <= C)[..., None]
-            partial = torch.where(shift[:, None] > 0, torch.zeros_like(ctx[:, C]), ctx[:, C])
-            is_out = self._is_out(values)
-            partial = partial + torch.stack(
-                [
-                    torch.ones_like(new_ts),
-                    values["bytes"].double(),
-                    values["packets"].double(),
-                    is_out,
-                ],
-                dim=1,
-            )
-            ctx = torch.cat([complete, partial[:, None]], dim=1)
-            ts, win = new_ts, torch.maximum(win, new_win)
-            steps = steps + 1
-            first = torch.zeros_like(first)
-            if not bool(inside.all()):
-                keep = torch.nonzero(inside).squeeze(1)
-                host, role, rate, hist, ctx = (
-                    host[keep],
-                    role[keep],
-                    rate[keep],
-                    hist[keep],
-                    ctx[keep],
-                )
-                ts, win, steps, first = ts[keep], win[keep], steps[keep], first[keep]
-        else:
+        rows = self._chunks(np.asarray(rates, dtype=float), start, days)
+        max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
+        frame, unfinished = self.sampler_.generate(
+            rows["host"],
+            np.asarray(roles)[rows["host"]],
+            np.asarray(rates)[rows["host"]],
+            np.asarray(hids)[rows["host"]],
+            rows["start"],
+            rows["keep"],
+            rows["end"],
+            rng,
+            max_steps,
+        )
+        if unfinished:
             log.warning(
                 "neural: sampling stopped after %d steps with %d hosts unfinished",
                 max_steps,
-                host.numel(),
+                unfinished,
             )
-        return self._records_frame(records)
-
-    def _sampling_plan(
-        self,
-    ) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]]:
-        """Per field: (name, W1 (d, d), b1, W_out^T (d, out), b_out, logit mask of tokens
-        never seen in training (categorical) or None)."""
-        assert self.net_ is not None
-        net, plan = self.net_, []
-        for j, f in enumerate(self.fields_):
-            extra = None
-            if f in CATEGORICAL:
-                seen = self.vocabs_[f].seen or [True] * self.vocabs_[f].size
-                extra = torch.as_tensor([0.0 if ok else -1e9 for ok in seen], device=self.device_)
-            head = net.head_out[j]
-            plan.append(
-                (f, net.head_w1[j], net.head_b1[j], head.weight.t().contiguous(), head.bias, extra)
-            )
-        return plan
-
-    def _is_out(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        vocab = self.vocabs_["direction"]
-        out_ids = torch.as_tensor([t == "out" for t in vocab.tokens], device=self.device_)
-        return out_ids[values["direction"]].double()
-
-    def _records_frame(self, records: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
-        if not records:
-            columns = {f: np.zeros(0) for f in self.fields_}
-            return pd.DataFrame({**columns, "ts": np.zeros(0), "host": np.zeros(0, np.int64)})
-        keys = [k for k in records[0] if k != "inside"]
-        inside = torch.cat([r["inside"] for r in records]).cpu().numpy()
-        data = {k: torch.cat([r[k] for r in records]).cpu().numpy()[inside] for k in keys}
-        frame = pd.DataFrame(data)
-        for f in self.fields_:
-            if f in CATEGORICAL:
-                frame[f] = frame[f].astype(np.int64)
         return frame
+
+    def _chunks(self, rates: np.ndarray, start: float, days: float) -> dict[str, np.ndarray]:
+        """Cut each host's period into ``ceil(expected flows / sample_chunk_flows)`` chunks
+        of equal expected flow count (equal lengths of warped time); each chunk but the
+        period's first starts ``sample_burn_in`` expected flows early (burn-in, dropped) so
+        its history and context are those of a running host. Arrays per chunk: host, start,
+        keep (first kept time), end, flows (expected flows incl. burn-in)."""
+        hp = self.hyperparameters
+        end = start + days * SECONDS_PER_DAY
+        per_day = np.power(10.0, rates)
+        warp = self.warp_
+        fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
+        inv = warp.inverse if warp is not None else (lambda t: np.asarray(t, dtype=float))
+        w0, w1 = float(fwd(np.array([start]))[0]), float(fwd(np.array([end]))[0])
+        expected = per_day * (w1 - w0) / SECONDS_PER_DAY
+        target = int(hp["sample_chunk_flows"])
+        n_chunks = (
+            np.maximum(np.ceil(expected / target), 1).astype(np.int64)
+            if target > 0
+            else np.ones(len(rates), np.int64)
+        )
+        host = np.repeat(np.arange(len(rates)), n_chunks)
+        first = np.r_[0, np.cumsum(n_chunks)[:-1]]
+        k = np.arange(len(host)) - np.repeat(first, n_chunks)
+        span = (w1 - w0) / n_chunks[host]
+        lo_w, hi_w = w0 + k * span, w0 + (k + 1) * span
+        burn = float(hp["sample_burn_in"]) * SECONDS_PER_DAY / per_day[host]
+        keep = np.where(k == 0, start, inv(lo_w))
+        row_end = np.where(k == n_chunks[host] - 1, end, inv(hi_w))
+        row_start = np.where(k == 0, start, inv(lo_w - burn))
+        flows = expected[host] / n_chunks[host] + np.where(k == 0, 0.0, hp["sample_burn_in"])
+        return {"host": host, "start": row_start, "keep": keep, "end": row_end, "flows": flows}
+
+    def _calibrate_rate(self, seed: int, rounds: int = 2) -> None:
+        """Scale sampled gaps so that free-running samples of the training hosts (their
+        roles and activities, one day) hold as many flows as the activities say: corrects
+        the bias of the mean gap (exposure bias, the mixture's tails) left by training."""
+        if not self.train_hosts_:
+            return
+        roles = np.array([ROLES.index(r) for r, _ in self.train_hosts_], dtype=np.int64)
+        rates = np.array([v for _, v in self.train_hosts_], dtype=np.float32)
+        expected = float(np.sum(np.power(10.0, rates.astype(float))))
+        for k in range(rounds):
+            self.sampler_ = None
+            rng = np.random.default_rng(seed + 1000 + k)
+            frame = self._generate(roles, rates, np.arange(len(roles)), 0.0, 1.0, rng)
+            ratio = len(frame) / max(expected, 1.0)
+            self.dt_factor_ = float(np.clip(self.dt_factor_ * ratio, 0.1, 10.0))
+            log.info("neural: rate calibration %d: %.3f of the flows, dt x %.3f", k, ratio,
+                     self.dt_factor_)  # fmt: skip
+        self.sampler_ = None
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -736,9 +710,12 @@ class NeuralFlowModel(FlowModel):
             "roles": self.roles_,
             "rates": self.rates_,
             "train_hosts": self.train_hosts_,
+            "host_ids": self.host_ids_,
             "window_seconds": self.window_seconds_,
             "context_windows": self.context_,
             "history": self.history_,
+            "warp": self.warp_.to_dict() if self.warp_ is not None else None,
+            "dt_factor": self.dt_factor_,
             "torch_version": torch.__version__,
         }
         write_model_files(path, self.kind, self.hyperparameters, state, {}, self.space_)
@@ -757,9 +734,12 @@ class NeuralFlowModel(FlowModel):
         model.roles_ = dict(state["roles"])
         model.rates_ = {k: float(v) for k, v in state["rates"].items()}
         model.train_hosts_ = [(str(r), float(v)) for r, v in state["train_hosts"]]
+        model.host_ids_ = {str(u): int(i) for u, i in state.get("host_ids", {}).items()}
         model.window_seconds_ = float(state["window_seconds"])
         model.context_ = int(state["context_windows"])
         model.history_ = dict(state.get("history", {}))
+        model.warp_ = TimeWarp(**state["warp"]) if state.get("warp") else None
+        model.dt_factor_ = float(state.get("dt_factor", 1.0))
         model.net_ = model._new_net()
         weights = torch.load(Path(path) / WEIGHTS, map_location=model.device_, weights_only=True)
         model.net_.load_state_dict(weights)
@@ -776,6 +756,21 @@ class NeuralFlowModel(FlowModel):
                 "parameters": int(n_params),
             }
         )
+
+
+@contextmanager
+def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
+    """Run torch CPU ops with at most ``threads`` intra-op threads (0: unchanged). The
+    model's ops are small (thousands of rows by 64): a second thread gains little on an idle
+    machine and loses several-fold when the cores are shared (OpenMP threads wait on each
+    other), so the default is one."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and threads > 0:
+        torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _val_flows(users: Any) -> pd.DataFrame | None:

@@ -2,13 +2,17 @@
 
 One step per flow. For a target flow the *state* ``s`` (d) summarises
 
-- the last ``K`` flows of the host: each flow's embedding is the sum of its field embeddings;
-  the K embeddings (oldest first, zeros before the host's first flow) are concatenated and
-  projected (a causal convolution with kernel K, evaluated once per flow);
+- the last ``K`` flows of the host: each flow's embedding is the sum of its field embeddings,
+  projected to ``HIST_DIM`` (once per flow); the K projections (oldest first, zeros before the
+  host's first flow) are concatenated and projected to ``d`` (a causal convolution with
+  kernel K; cheap enough to recompute at every sampling step);
 - the 3-hour context: the ``C`` complete 5-minute windows before the previous flow's window and
   that window so far, ``(C + 1) x 4`` log1p sums (flows, bytes, packets, outgoing flows);
 - the previous flow's cyclic hour and day, a first-flow flag, the share of the history that
-  exists, the host's activity (log10 flows/day) and its role (embedding).
+  exists, the host's activity (log10 flows/day), its role (embedding) and its identity (an
+  embedding per training host, plus one for unknown hosts, which training substitutes for a
+  window's host with probability ``host_dropout``). Sampling gives each synthetic host a
+  training host's profile, so chunks of one synthetic host share one identity.
 
 Field ``j`` of the flow is predicted by its head from ``s + sum_{i<j} E_i(x_i)``: the
 embeddings of the earlier fields of the same flow (MADE-like causal order, ``FIELD_ORDER``).
@@ -29,6 +33,7 @@ from torch.nn import functional as F
 from nfsynth.models.neural_vocab import CONTEXT_FEATURES, N_RBF
 
 LOG_SCALE_RANGE = (-7.0, 4.0)
+HIST_DIM = 16  # each history flow's embedding is first projected to this width
 AUX_FEATURES = 7  # prev time (4), first flag, history share, host activity
 
 
@@ -89,7 +94,9 @@ class FlowNet(nn.Module):
         context: int,
         mixtures: int,
         n_roles: int,
-        history_dropout: float = 0.1,
+        n_hosts: int = 0,
+        history_dropout: float = 0.3,
+        host_dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.history_dropout = float(history_dropout)
@@ -103,10 +110,15 @@ class FlowNet(nn.Module):
             else:
                 self.embed[name] = nn.Linear(N_RBF + 1 + (4 if name == "dt" else 0), d)
         self.register_buffer("rbf_centers", torch.linspace(0.0, 1.0, N_RBF), persistent=False)
-        self.hist_proj = nn.Linear(history * d, d)
+        self.hist_in = nn.Linear(d, HIST_DIM, bias=False)
+        self.hist_proj = nn.Linear(history * HIST_DIM, d)
         self.ctx_proj = nn.Linear((context + 1) * CONTEXT_FEATURES, d)
         self.aux_proj = nn.Linear(AUX_FEATURES, d)
         self.role_emb = nn.Embedding(n_roles, d)
+        self.host_emb = nn.Embedding(n_hosts + 1, d)  # last row: unknown host
+        nn.init.zeros_(self.host_emb.weight)
+        self.unknown_host = int(n_hosts)
+        self.host_dropout = float(host_dropout)
         self.state_norm = nn.LayerNorm(d)
         self.state_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         n_fields = len(self.fields)
@@ -144,15 +156,23 @@ class FlowNet(nn.Module):
         return self.embed[name](feats)
 
     def state(
-        self, hist: torch.Tensor, ctx: torch.Tensor, aux: torch.Tensor, role: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        ctx: torch.Tensor,
+        aux: torch.Tensor,
+        role: torch.Tensor,
+        host: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Host state (..., d) from history (..., K, d), context (..., C + 1, 4),
-        aux (..., 7) and role ids (...)."""
+        """Host state (..., d) from history (..., K, HIST_DIM), context (..., C + 1, 4),
+        aux (..., 7), role ids (...) and training-host ids (...; None: unknown)."""
+        if host is None:
+            host = torch.full_like(role, self.unknown_host)
         s = (
             self.hist_proj(hist.flatten(-2))
             + self.ctx_proj(ctx.flatten(-2))
             + self.aux_proj(aux)
             + self.role_emb(role)
+            + self.host_emb(host)
         )
         s = self.state_norm(s)
         return s + self.state_mlp(s)
@@ -185,10 +205,10 @@ class FlowNet(nn.Module):
             for j, (name, _, _) in enumerate(self.fields)
         ]
         field_emb = torch.stack(embs, dim=-2)  # (S, P, F, d)
-        flow_emb = field_emb.sum(-2) * batch["valid"].unsqueeze(-1)
+        flow_emb = self.hist_in(field_emb.sum(-2)) * batch["valid"].unsqueeze(-1)
         L = flow_emb.shape[1] - K
-        hist = flow_emb.unfold(1, K, 1)[:, :L]  # (S, L, d, K)
-        hist = hist.transpose(-1, -2)  # (S, L, K, d), oldest first
+        hist = flow_emb.unfold(1, K, 1)[:, :L]  # (S, L, HIST_DIM, K)
+        hist = hist.transpose(-1, -2)  # (S, L, K, HIST_DIM), oldest first
         ctx, aux = batch["ctx"], batch["aux"]
         if self.training and self.history_dropout > 0:
             # forget the host's past for some targets, as at its first flow: the state must
@@ -205,24 +225,10 @@ class FlowNet(nn.Module):
                 ],
                 -1,
             )
-        s = self.state(hist, ctx, aux, batch["role"])
+        host = batch.get("hid")
+        if host is not None and self.training and self.host_dropout > 0:
+            forget = torch.rand(host.shape[0], 1, device=host.device) < self.host_dropout
+            host = torch.where(forget, torch.full_like(host, self.unknown_host), host)
+        s = self.state(hist, ctx, aux, batch["role"], host)
         target = field_emb[:, K:]
         return target, self.heads(s, target)
-
-
-def logistic_sample(params: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One draw (B,) from each row's mixture of logistics ``params`` (B, 3M)."""
-    logits, mu, log_s = params.float().chunk(3, dim=-1)
-    comp = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen)
-    mu = mu.gather(1, comp).squeeze(1)
-    scale = torch.exp(log_s.clamp(*LOG_SCALE_RANGE)).gather(1, comp).squeeze(1)
-    u = torch.rand(mu.shape, generator=gen, device=mu.device).clamp(1e-6, 1 - 1e-6)
-    return mu + scale * (torch.log(u) - torch.log1p(-u))
-
-
-def time_features_torch(ts: torch.Tensor) -> torch.Tensor:
-    """Torch twin of ``neural_vocab.time_features``: (B,) float64 seconds -> (B, 4) float32."""
-    hour = torch.remainder(ts, 86400.0) / 3600.0
-    dow = torch.remainder(torch.floor(ts / 86400.0) + 3.0, 7.0) + hour / 24.0
-    a, b = 2 * math.pi * hour / 24.0, 2 * math.pi * dow / 7.0
-    return torch.stack([torch.sin(a), torch.cos(a), torch.sin(b), torch.cos(b)], dim=1).float()

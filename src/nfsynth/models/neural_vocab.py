@@ -221,6 +221,57 @@ def eval_codes(vocab: CategoricalVocab, space: EvalSpace) -> list[int]:
 
 
 @dataclass
+class TimeWarp:
+    """Operational time of the training data's daily rhythm (the time-rescaling theorem).
+
+    ``hour_weights`` (24,): flows per hour of day over all training hosts, smoothed and
+    scaled to mean 1. ``forward(t)`` maps epoch seconds to warped seconds, piecewise linear
+    with slope ``hour_weights[h]`` in hour ``h`` (a warped day is 86400 s long); ``inverse``
+    undoes it. The latent of a gap ``dt`` after a flow at ``t0`` of a host with ``R`` flows
+    per day is ``gap_latent = log(R / 86400 * (forward(t0 + dt) - forward(t0)))``: a gap in
+    units of the host's mean gap at that hour, mean about 1 for every host and hour. The
+    daily rhythm and the activity level are thus built in: a network that learns the gap
+    shape (burstiness) samples the right number of flows per hour and per host-day.
+    """
+
+    hour_weights: list[float]
+
+    @classmethod
+    def fit(cls, ts: np.ndarray, smoothing: float = 0.05) -> TimeWarp:
+        counts = np.bincount((np.mod(ts, 86400.0) // 3600.0).astype(np.int64), minlength=24)
+        w = counts[:24].astype(float) + smoothing * max(counts.mean(), 1.0)
+        return cls(hour_weights=[float(v) for v in w * 24.0 / w.sum()])
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        w = np.asarray(self.hour_weights, dtype=float)
+        return w, np.r_[0.0, np.cumsum(w) * 3600.0]
+
+    def forward(self, t: np.ndarray) -> np.ndarray:
+        w, cum = self._tables()
+        day = np.floor(np.asarray(t, dtype=float) / 86400.0)
+        s = t - day * 86400.0
+        h = np.minimum((s // 3600.0).astype(np.int64), 23)
+        return day * 86400.0 + cum[h] + w[h] * (s - h * 3600.0)
+
+    def inverse(self, tau: np.ndarray) -> np.ndarray:
+        w, cum = self._tables()
+        day = np.floor(np.asarray(tau, dtype=float) / 86400.0)
+        s = tau - day * 86400.0
+        h = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, 23)
+        return day * 86400.0 + h * 3600.0 + (s - cum[h]) / w[h]
+
+    def gap_latent(self, t0: np.ndarray, dt: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """Latent of gaps ``dt`` (s) after ``t0`` for hosts of activity ``rate`` (log10/day)."""
+        with np.errstate(divide="ignore"):
+            return np.log(
+                np.power(10.0, rate) / 86400.0 * (self.forward(t0 + dt) - self.forward(t0))
+            )
+
+    def to_dict(self) -> dict:
+        return {"hour_weights": list(self.hour_weights)}
+
+
+@dataclass
 class ContinuousSpec:
     """A continuous field: grid ``resolution`` (raw units), ``scale`` (max log1p value, for
     the input embedding) and the latent range seen in training (``lat_lo``, ``lat_hi``)."""
@@ -257,12 +308,15 @@ def latent_base(flows: pd.DataFrame, name: str) -> np.ndarray | None:
     return np.maximum(raw_values(flows, RATIO_BASE[name]), 1.0)
 
 
-def build_spec(name: str, flows: pd.DataFrame) -> ContinuousSpec:
+def build_spec(name: str, flows: pd.DataFrame, latent: np.ndarray | None = None) -> ContinuousSpec:
+    """Spec of a continuous field; ``latent`` overrides the field's latent values (``dt``)."""
     x = raw_values(flows, name)
     integer = bool(np.all(np.abs(x - np.rint(x)) < 1e-9))
     resolution = 1.0 if integer else 0.001
     base = latent_base(flows, name)
     lat = np.log1p(x) if base is None else np.log(np.maximum(x, 0.5 * resolution) / base)
+    if latent is not None:
+        lat = latent[np.isfinite(latent)]
     return ContinuousSpec(
         name=name,
         resolution=resolution,
@@ -273,10 +327,16 @@ def build_spec(name: str, flows: pd.DataFrame) -> ContinuousSpec:
 
 
 def grid_interval(
-    x_lo: np.ndarray, x_hi: np.ndarray, spec: ContinuousSpec, base: np.ndarray | None
+    x_lo: np.ndarray,
+    x_hi: np.ndarray,
+    spec: ContinuousSpec,
+    base: np.ndarray | None,
+    gap: tuple[np.ndarray, np.ndarray, TimeWarp] | None = None,
 ):
     """Latent interval of the grid values within raw ``[x_lo, x_hi)`` (x_hi may be inf).
 
+    ``base``: divisor of a ratio field; ``gap``: (previous flow time t0 (s), host activity
+    log10 flows/day, the warp) for ``dt``, whose latent is ``TimeWarp.gap_latent``.
     Returns (lo, hi, width), float64 (n,): ``lo`` may be -inf, ``hi`` +inf; ``width`` is
     ``hi - lo`` computed without cancellation (0 where the interval holds no grid value).
     """
@@ -286,7 +346,16 @@ def grid_interval(
     a_raw = (k_min - 0.5) * r
     b_raw = (k_max + 0.5) * r
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if base is None:
+        if gap is not None:
+            t0, rate, warp = gap
+            per = np.power(10.0, rate) / 86400.0
+            w0 = warp.forward(t0)
+            wa = warp.forward(t0 + np.maximum(a_raw, 0.0)) - w0
+            wb = warp.forward(t0 + np.where(np.isinf(b_raw), 0.0, b_raw)) - w0
+            lo = np.where(k_min <= 0, -np.inf, np.log(per * wa))
+            hi = np.where(np.isinf(b_raw), np.inf, np.log(per * wb))
+            width = np.log1p((wb - wa) / np.maximum(wa, 1e-300))
+        elif base is None:
             lo = np.where(k_min <= 0, -np.inf, np.log1p(a_raw))
             hi = np.where(np.isinf(b_raw), np.inf, np.log1p(b_raw))
             width = np.log1p((b_raw - a_raw) / (1.0 + np.maximum(a_raw, 0.0)))
@@ -300,11 +369,16 @@ def grid_interval(
     return lo, hi, width
 
 
-def value_interval(x: np.ndarray, spec: ContinuousSpec, base: np.ndarray | None):
+def value_interval(
+    x: np.ndarray,
+    spec: ContinuousSpec,
+    base: np.ndarray | None,
+    gap: tuple[np.ndarray, np.ndarray, TimeWarp] | None = None,
+):
     """Latent interval of each value's grid cell (training target)."""
     r = spec.resolution
     k = np.maximum(np.rint(x / r), 0.0)
-    return grid_interval(k * r, (k + 1) * r, spec, base)
+    return grid_interval(k * r, (k + 1) * r, spec, base, gap)
 
 
 def time_features(ts: np.ndarray) -> np.ndarray:
@@ -402,8 +476,10 @@ def encode_frame(
     *,
     window_seconds: float,
     context: int,
+    warp: TimeWarp | None = None,
 ) -> Encoded:
-    """Model inputs of a user-flow frame (see :class:`Encoded`)."""
+    """Model inputs of a user-flow frame (see :class:`Encoded`); ``warp``: the latent of
+    ``dt`` is the warped gap (``TimeWarp.gap_latent``), else ``log1p(dt)``."""
     frame = normalise_frame(flows)
     order = np.lexsort((frame["ts"].to_numpy(dtype=float), frame["user"].astype(str).to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
@@ -413,11 +489,17 @@ def encode_frame(
     host = np.cumsum(first) - 1
     start = np.flatnonzero(first)[host] if n else np.zeros(0, np.int64)
     cat = {name: v.encode(frame) for name, v in vocabs.items()}
+    known = infer_roles(frame) if n else {}
+    role = role_ids(np.array([roles.get(u, known.get(u, "both")) for u in users], dtype=object))
+    own = host_rates(frame)
+    rate = np.array([rates.get(u, own.get(u, 0.0)) for u in users], dtype=np.float32)
+    ts = frame["ts"].to_numpy(dtype=float)
     lo, hi, width, emb, base = {}, {}, {}, {}, {}
     for name, spec in specs.items():
         x = raw_values(frame, name)
         b = latent_base(frame, name)
-        a, c, w = value_interval(x, spec, b)
+        gap = (ts - x, rate.astype(float), warp) if name == "dt" and warp is not None else None
+        a, c, w = value_interval(x, spec, b, gap)
         lo[name], hi[name], width[name] = (
             a.astype(np.float32),
             c.astype(np.float32),
@@ -426,11 +508,6 @@ def encode_frame(
         emb[name] = (np.log1p(x) / spec.scale).astype(np.float32)
         if b is not None:
             base[name] = b
-    known = infer_roles(frame) if n else {}
-    role = role_ids(np.array([roles.get(u, known.get(u, "both")) for u in users], dtype=object))
-    own = host_rates(frame)
-    rate = np.array([rates.get(u, own.get(u, 0.0)) for u in users], dtype=np.float32)
-    ts = frame["ts"].to_numpy(dtype=float)
     win = np.floor(ts / window_seconds).astype(np.int64)
     sums = window_sums(frame)
     # dense per-host window table with `context` zero rows before each host's first window
@@ -500,6 +577,7 @@ __all__ = [
     "OTHER",
     "RATIO_BASE",
     "CategoricalVocab",
+    "TimeWarp",
     "ContinuousSpec",
     "Encoded",
     "build_spec",
