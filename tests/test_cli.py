@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,21 @@ def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["ingest", "x", "--out", "o", "--max-reject-ratio", "3"])
     assert info.value.code == 2
+
+
+def test_ingest_takes_a_directory_as_one_dataset(tmp_path: Path):
+    """`nfsynth ingest DIR` reads every file of the directory (the UGR'16 extracts ship so)."""
+    import subprocess
+    import sys
+
+    data = Path(__file__).resolve().parents[1] / "tests" / "data" / "ugr16-mini"
+    exe = Path(sys.executable).with_name("nfsynth")
+    proc = subprocess.run(
+        [str(exe), "ingest", "--format", "ugr16", str(data), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert len(manifest["inputs"]) == len(list(data.glob("*.csv"))) == 6
+    assert manifest["totals"]["lines_read"] == 6 * 600

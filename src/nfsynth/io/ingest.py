@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,21 @@ def _bounded_pool() -> pa.MemoryPool | None:
         return None
 
 
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Input paths with every directory replaced by its files (sorted by name; hidden files
+    left out): a directory of files is one dataset."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(f for f in item.iterdir() if f.is_file() and not f.name.startswith("."))
+            if not files:
+                raise IngestError(item, "directory holds no files")
+            paths.extend(files)
+        else:
+            paths.append(item)
+    return paths
+
+
 def ingest(
     inputs: list[Path] | list[str],
     out_dir: Path | str,
@@ -259,7 +275,7 @@ def ingest(
         The manifest (also written to ``out_dir/manifest.json``).
     """
     start = time.perf_counter()
-    paths = [Path(p) for p in inputs]
+    paths = expand_inputs(inputs)
     if not paths:
         raise IngestError(None, "no input files given")
     for p in paths:
