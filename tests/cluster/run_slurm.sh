@@ -204,12 +204,12 @@ mapfile -t IDS < <(sed -n 's/.*has been submitted with SLURM jobid \([0-9][0-9]*
 for id in "${IDS[@]}"; do
     grep -q "Allocate JobId=$id " "$TMP/log/slurmctld.log" \
         || die "slurmctld never allocated job $id"
-    jstate="$(scontrol show job "$id" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')"
+    jstate="$(scontrol show job "$id" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' || true)"
     [[ "$jstate" == "COMPLETED" ]] || die "SLURM job $id is '${jstate:-unknown}', not COMPLETED"
     # What the profile and the rule's resources became in SLURM.
-    scontrol -o show job "$id" | tr ' ' '\n' \
+    { scontrol -o show job "$id" | tr ' ' '\n' \
         | grep -E '^(JobId|Partition|TimeLimit|NumCPUs|MinMemoryNode|TresPerJob)=' \
-        | paste -sd ' ' >&2
+        | paste -sd ' ' >&2; } || true
 done
 seen="$(awk '{print $1}' "$TMP/squeue.txt" 2>/dev/null | sort -un | wc -l)"
 log "OK: ${#IDS[@]} jobs ran through SLURM (ids ${IDS[*]}), all COMPLETED;" \
