@@ -202,7 +202,9 @@ mapfile -t IDS < <(sed -n 's/.*has been submitted with SLURM jobid \([0-9][0-9]*
     "$TMP/snakemake.log" | sort -un)
 [[ ${#IDS[@]} -gt 0 ]] || die "no 'submitted with SLURM jobid' line in the Snakemake log"
 for id in "${IDS[@]}"; do
-    grep -q "Allocate JobId=$id " "$TMP/log/slurmctld.log" \
+    # The main scheduler logs "sched: Allocate JobId=N ...", the backfill scheduler
+    # "sched/backfill: _start_job: Started JobId=N in ..."; either one means it ran.
+    grep -Eq "(Allocate|Started) JobId=$id( |$)" "$TMP/log/slurmctld.log" \
         || die "slurmctld never allocated job $id"
     jstate="$(scontrol show job "$id" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' || true)"
     [[ "$jstate" == "COMPLETED" ]] || die "SLURM job $id is '${jstate:-unknown}', not COMPLETED"
