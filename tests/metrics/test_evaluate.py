@@ -95,3 +95,28 @@ def test_every_written_metric_has_a_goal(results):
         assert goal_of(name) in ("min", "max")
     with pytest.raises(KeyError):
         goal_of("no_such_metric")
+
+
+def test_sample_is_subsampled_before_features_with_the_same_rows(users):
+    """A flooding sample is cut to ``max_rows`` whole hosts before ``derive_features``: the
+    scores equal those of deriving every row first and subsampling after."""
+    from nfsynth.metrics.evaluate import score, synthetic_flows
+
+    space = EvalSpace.fit(users.subset("train"))
+    sample = column_resample(make_raw(21, n_users=8, prefix="synth-"), seed=5)
+    sample = sample.drop(columns=["src", "dst"]).assign(src="x", dst="y")
+    cfg = {**CFG, "max_rows": len(sample) // 3}
+    got = evaluate_sample(users, space, sample, None, cfg, INTERNAL)
+    derived = synthetic_flows(sample, INTERNAL)
+    kept = subsample_hosts(derived, cfg["max_rows"], 0)
+    raw_kept = subsample_hosts(sample, cfg["max_rows"], 0)
+    assert len(kept) == len(raw_kept) == cfg["max_rows"]
+    want = score(
+        subsample_hosts(users.subset("test"), cfg["max_rows"], 0),
+        kept,
+        subsample_hosts(users.subset("train"), cfg["max_rows"], 0),
+        space,
+        cfg,
+        raw_synthetic=raw_kept,
+    )
+    assert got == pytest.approx(want, nan_ok=True)

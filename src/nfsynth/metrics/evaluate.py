@@ -182,12 +182,17 @@ def evaluate_sample(
     s = _settings(cfg)
     max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
     raw = synthetic_table.to_pandas() if isinstance(synthetic_table, pa.Table) else synthetic_table
+    n_raw = len(raw)
+    # Whole hosts are drawn before the features are derived (the same rows as deriving first:
+    # a host's features depend only on its own flows), so a model that floods its sample
+    # costs no more memory here than one that does not.
+    raw = subsample_hosts(raw, max_rows, seed) if "user" in raw else raw
     synthetic = synthetic_flows(raw, internal)
     real = users.subset("test")
     train = users.subset("train")
     log.info(
-        "rows: synthetic %d, real test %d, real train %d (max_rows %d)",
-        len(synthetic), len(real), len(train), max_rows,
+        "rows: synthetic %d (scored %d), real test %d, real train %d (max_rows %d)",
+        n_raw, len(synthetic), len(real), len(train), max_rows,
     )  # fmt: skip
     model = None
     if model_dir is not None:
