@@ -4,7 +4,10 @@ Each host's flows are generated one flow per step and, within a flow, field by f
 ``neural_vocab.FIELD_ORDER`` (dt, proto, dport, sport, peer, direction, duration, packets,
 bytes, rev_packets, rev_bytes). A field is conditioned on the earlier fields of its flow, the
 host's last ``history`` flows, the 3-hour context of 5-minute windows, the hour and day of
-week, the host's role (``schema.ROLES``) and its activity (log10 flows/day). See
+week, the host's role (``schema.ROLES``) and its activity (log10 flows/day). Categorical
+heads add the host's own smoothed log token frequencies (``host_priors``; a training host's,
+or the pooled ones for an unknown host), so a sampled host keeps its own mix of ports, peers
+and directions over a whole day instead of drifting into another kind of host's tokens. See
 ``neural_net`` for the network and ``neural_vocab`` for tokens and continuous grids.
 
 Likelihood in the evaluation space (``log_prob``): the sum over evaluation fields of the log
@@ -26,7 +29,9 @@ forcing).
 
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
 early stopping on the validation split, ``max_train_flows`` flows per epoch drawn as
-windows of ``seq_len`` consecutive flows of a host (each with its ``history`` previous flows).
+windows of ``seq_len`` consecutive flows of a host (each with its ``history`` previous flows);
+``history_dropout`` hides a target's past, ``history_noise`` swaps history flows for random
+training flows, ``host_dropout`` scores a window as an unknown host.
 
 Sampling (``neural_sample.StepSampler``, numpy on the CPU whatever the device): hosts, and
 chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn-in of
@@ -99,12 +104,15 @@ DEFAULTS: dict[str, Any] = {
     "top_ports": 64,
     "top_peers": 64,
     "history_dropout": 0.3,
+    "history_noise": 0.15,
+    "host_dropout": 0.1,
     "calibrate": True,
     "cpu_threads": 1,
     "sample_chunk_flows": 400,
     "sample_burn_in": 32,
     "device": "auto",
 }
+PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
 WINDOW_SECONDS = 300.0
 CONTEXT_WINDOWS = 36
 WEIGHTS = "weights.pt"
@@ -142,6 +150,7 @@ class NeuralFlowModel(FlowModel):
         self.history_: dict[str, Any] = {}
         self.warp_: TimeWarp | None = None
         self.dt_factor_ = 1.0
+        self.host_dt_factors_: np.ndarray | None = None  # per training-host id, then unknown
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
 
@@ -167,7 +176,7 @@ class NeuralFlowModel(FlowModel):
         self._init_heads(enc)
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
-        self.sampler_, self.dt_factor_ = None, 1.0
+        self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         if hp["calibrate"]:
             self._calibrate_rate(seed)
         self.history_["dt_factor"] = round(self.dt_factor_, 4)
@@ -255,20 +264,45 @@ class NeuralFlowModel(FlowModel):
             n_roles=len(ROLES),
             n_hosts=len(self.host_ids_),
             history_dropout=float(hp["history_dropout"]),
+            host_dropout=float(hp["host_dropout"]),
         )
         return net.to(self.device_)
 
+    def host_priors(self, enc: Encoded) -> dict[str, np.ndarray]:
+        """Per categorical field, the log token frequencies of each training host, smoothed
+        toward the pooled frequencies by ``PRIOR_PSEUDO_FLOWS`` flows, and of the unknown host
+        (the pooled ones): float32 (n_hosts + 1, V)."""
+        n_hosts = len(self.host_ids_)
+        priors = {}
+        for f in self.fields_:
+            if f not in CATEGORICAL:
+                continue
+            V = self.vocabs_[f].size
+            pooled = np.bincount(enc.cat[f], minlength=V)[:V] + 0.1
+            pooled = pooled / pooled.sum()
+            counts = np.zeros((n_hosts + 1, V))
+            known = enc.hid < n_hosts
+            np.add.at(counts, (enc.hid[known], enc.cat[f][known]), 1.0)
+            freq = (counts + PRIOR_PSEUDO_FLOWS * pooled) / (
+                counts.sum(1, keepdims=True) + PRIOR_PSEUDO_FLOWS
+            )
+            freq[n_hosts] = pooled
+            priors[f] = np.log(freq).astype(np.float32)
+        return priors
+
     def _init_heads(self, enc: Encoded) -> None:
-        """Start each head at the training marginal: softmax biases at the log token
-        frequencies, mixture locations at quantiles of the latent values."""
+        """Start each head at the training marginal: categorical heads at the host priors
+        (``host_priors``; softmax biases zero), mixture locations at quantiles of the latent
+        values."""
         assert self.net_ is not None
         m = self.net_.M
+        self.net_.set_priors(
+            {f: torch.as_tensor(v, device=self.device_) for f, v in self.host_priors(enc).items()}
+        )
         for j, f in enumerate(self.fields_):
             if f in CATEGORICAL:
-                counts = np.bincount(enc.cat[f], minlength=self.vocabs_[f].size) + 0.1
-                prior = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
                 with torch.no_grad():
-                    self.net_.head_out[j].bias.copy_(prior.to(self.device_))
+                    self.net_.head_out[j].bias.zero_()
                 continue
             lo, hi = enc.lo[f].astype(float), enc.hi[f].astype(float)
             mid = np.where(
@@ -292,8 +326,16 @@ class NeuralFlowModel(FlowModel):
         offset = np.arange(enc.n) - enc.start
         return np.flatnonzero(offset % L == 0)
 
-    def _batch(self, enc: Encoded, starts: np.ndarray) -> dict[str, torch.Tensor]:
-        """Tensors of the windows starting at rows ``starts`` (see ``FlowNet.forward``)."""
+    def _batch(
+        self, enc: Encoded, starts: np.ndarray, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tensors of the windows starting at rows ``starts`` (see ``FlowNet.forward``).
+
+        With ``rng`` (training) each position's flow, as the *history* of later targets,
+        is replaced with probability ``history_noise`` by a random training flow (keys
+        ``h:<field>``); targets and their within-flow prefixes keep the true flow. The state
+        then learns to lean on the host's identity when its past looks unlike it, as a
+        free-running sample's past sometimes does."""
         K, L, C = (
             int(self.hyperparameters["history"]),
             int(self.hyperparameters["seq_len"]),
@@ -332,7 +374,16 @@ class NeuralFlowModel(FlowModel):
             "hid": torch.as_tensor(enc.hid[tpos], device=dev),
             "tpos": torch.as_tensor(tpos, device=dev),
         }
+        noise = float(self.hyperparameters["history_noise"]) if rng is not None else 0.0
+        hpos = posc
+        if noise > 0:
+            assert rng is not None
+            swap = rng.random(posc.shape) < noise
+            hpos = np.where(swap, rng.integers(0, enc.n, size=posc.shape), posc)
         for f in self.fields_:
+            source = enc.cat[f] if f in CATEGORICAL else enc.emb[f]
+            if noise > 0:
+                out[f"h:{f}"] = torch.as_tensor(source[hpos], device=dev)
             if f in CATEGORICAL:
                 out[f"x:{f}"] = torch.as_tensor(enc.cat[f][posc], device=dev)
                 out[f"y:{f}"] = torch.as_tensor(enc.cat[f][tpos], device=dev)
@@ -411,7 +462,7 @@ class NeuralFlowModel(FlowModel):
                     disable=None,
                 )
                 for k in bar:
-                    batch = self._batch(enc, np.sort(order[k * S : (k + 1) * S]))
+                    batch = self._batch(enc, np.sort(order[k * S : (k + 1) * S]), rng)
                     loss, n = self._loss(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -625,7 +676,7 @@ class NeuralFlowModel(FlowModel):
                 self.specs_,
                 self.warp_,
                 self.window_seconds_,
-                self.dt_factor_,
+                self.dt_factor_ if self.host_dt_factors_ is None else self.host_dt_factors_,
             )
         rows = self._chunks(np.asarray(rates, dtype=float), start, days)
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
@@ -682,21 +733,35 @@ class NeuralFlowModel(FlowModel):
 
     def _calibrate_rate(self, seed: int, rounds: int = 2) -> None:
         """Scale sampled gaps so that free-running samples of the training hosts (their
-        roles and activities, one day) hold as many flows as the activities say: corrects
-        the bias of the mean gap (exposure bias, the mixture's tails) left by training."""
+        roles, activities and identities, one day) hold as many flows as their activities
+        say: corrects the bias of the mean gap (exposure bias, the mixture's tails) left by
+        training. One factor per training host (so the mix of busy and quiet hosts, which
+        weighs every pooled marginal, is the training one) and one over all hosts, used for
+        unknown hosts."""
         if not self.train_hosts_:
             return
+        n = len(self.train_hosts_)
         roles = np.array([ROLES.index(r) for r, _ in self.train_hosts_], dtype=np.int64)
         rates = np.array([v for _, v in self.train_hosts_], dtype=np.float32)
-        expected = float(np.sum(np.power(10.0, rates.astype(float))))
+        expected = np.power(10.0, rates.astype(float))
+        factors = np.ones(n + 1)
         for k in range(rounds):
-            self.sampler_ = None
+            self.sampler_, self.host_dt_factors_ = None, factors.copy()
             rng = np.random.default_rng(seed + 1000 + k)
-            frame = self._generate(roles, rates, np.arange(len(roles)), 0.0, 1.0, rng)
-            ratio = len(frame) / max(expected, 1.0)
-            self.dt_factor_ = float(np.clip(self.dt_factor_ * ratio, 0.1, 10.0))
-            log.info("neural: rate calibration %d: %.3f of the flows, dt x %.3f", k, ratio,
-                     self.dt_factor_)  # fmt: skip
+            frame = self._generate(roles, rates, np.arange(n), 0.0, 1.0, rng)
+            counts = np.bincount(frame["host"].to_numpy(), minlength=n)[:n].astype(float)
+            ratio = np.maximum(counts, 1.0) / np.maximum(expected, 1.0)
+            factors[:n] = np.clip(factors[:n] * ratio, 0.1, 10.0)
+            overall = counts.sum() / max(expected.sum(), 1.0)
+            factors[n] = float(np.clip(factors[n] * overall, 0.1, 10.0))
+            log.info(
+                "neural: rate calibration %d: %.3f of the flows (hosts %.2f..%.2f), "
+                "dt x %.3f (hosts %.2f..%.2f)",
+                k, overall, ratio.min(), ratio.max(), factors[n], factors[:n].min(),
+                factors[:n].max(),
+            )  # fmt: skip
+        self.host_dt_factors_ = factors
+        self.dt_factor_ = float(factors[n])
         self.sampler_ = None
 
     # -- persistence -------------------------------------------------------------------
@@ -716,6 +781,9 @@ class NeuralFlowModel(FlowModel):
             "history": self.history_,
             "warp": self.warp_.to_dict() if self.warp_ is not None else None,
             "dt_factor": self.dt_factor_,
+            "host_dt_factors": (
+                None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
+            ),
             "torch_version": torch.__version__,
         }
         write_model_files(path, self.kind, self.hyperparameters, state, {}, self.space_)
@@ -740,6 +808,8 @@ class NeuralFlowModel(FlowModel):
         model.history_ = dict(state.get("history", {}))
         model.warp_ = TimeWarp(**state["warp"]) if state.get("warp") else None
         model.dt_factor_ = float(state.get("dt_factor", 1.0))
+        factors = state.get("host_dt_factors")
+        model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
         model.net_ = model._new_net()
         weights = torch.load(Path(path) / WEIGHTS, map_location=model.device_, weights_only=True)
         model.net_.load_state_dict(weights)

@@ -16,7 +16,12 @@ One step per flow. For a target flow the *state* ``s`` (d) summarises
 
 Field ``j`` of the flow is predicted by its head from ``s + sum_{i<j} E_i(x_i)``: the
 embeddings of the earlier fields of the same flow (MADE-like causal order, ``FIELD_ORDER``).
-Categorical heads give softmax logits over the vocabulary; continuous heads give a mixture of
+Categorical heads give softmax logits over the vocabulary, plus ``gate_j`` times the host's
+log token frequencies (buffer ``prior_<name>``, (n_hosts + 1, V): a training host's smoothed
+training frequencies, the unknown host's the pooled ones). That host prior is a product of
+experts with the network: the network models how the context moves a host away from its own
+mix, and a host cannot drift into tokens it never uses (a mail server into a workstation's
+peers) through a run of its own sampled flows. Continuous heads give a mixture of
 ``M`` logistics over the field's latent value (``logits, mu, log_scale``), scored on
 intervals so probabilities are exact. ``dt``'s embedding also carries the flow's own cyclic
 time, so every later field sees the hour of its flow.
@@ -127,6 +132,24 @@ class FlowNet(nn.Module):
         self.head_out = nn.ModuleList(
             nn.Linear(d, size if kind == "cat" else 3 * mixtures) for _, kind, size in self.fields
         )
+        self.cat_index = {name: j for j, (name, kind, _) in enumerate(self.fields) if kind == "cat"}
+        for name, j in self.cat_index.items():
+            self.register_buffer(f"prior_{name}", torch.zeros(n_hosts + 1, self.fields[j][2]))
+        self.prior_gate = nn.Parameter(torch.ones(len(self.fields)))
+
+    def set_priors(self, priors: dict[str, torch.Tensor]) -> None:
+        """Host log token frequencies per categorical field, (n_hosts + 1, V) each."""
+        with torch.no_grad():
+            for name, value in priors.items():
+                getattr(self, f"prior_{name}").copy_(value)
+
+    def host_prior(self, j: int, host: torch.Tensor) -> torch.Tensor | None:
+        """``gate_j`` x the host prior of field ``j`` for host ids (...): (..., V), or None
+        (continuous field)."""
+        name = self.fields[j][0]
+        if name not in self.cat_index:
+            return None
+        return self.prior_gate[j] * getattr(self, f"prior_{name}")[host]
 
     # -- pieces ------------------------------------------------------------------------
     def init_mixture(self, j: int, quantiles: torch.Tensor, spread: float) -> None:
@@ -177,17 +200,26 @@ class FlowNet(nn.Module):
         s = self.state_norm(s)
         return s + self.state_mlp(s)
 
-    def head(self, j: int, u: torch.Tensor) -> torch.Tensor:
-        """Output of field ``j``'s head from its input (..., d)."""
-        return self.head_out[j](F.gelu(u @ self.head_w1[j] + self.head_b1[j]))
+    def head(self, j: int, u: torch.Tensor, host: torch.Tensor) -> torch.Tensor:
+        """Output of field ``j``'s head from its input (..., d) for host ids (...)."""
+        out = self.head_out[j](F.gelu(u @ self.head_w1[j] + self.head_b1[j]))
+        prior = self.host_prior(j, host)
+        return out if prior is None else out + prior
 
-    def heads(self, s: torch.Tensor, field_emb: torch.Tensor) -> list[torch.Tensor]:
+    def heads(
+        self, s: torch.Tensor, field_emb: torch.Tensor, host: torch.Tensor
+    ) -> list[torch.Tensor]:
         """Every head at once: ``s`` (..., d), the target flows' field embeddings
-        (..., F, d); head j sees ``s`` plus the embeddings of fields < j."""
+        (..., F, d), host ids (...); head j sees ``s`` plus the embeddings of fields < j."""
         prefix = torch.cumsum(field_emb, dim=-2) - field_emb  # exclusive
         u = s.unsqueeze(-2) + prefix
         hidden = F.gelu(torch.einsum("...fd,fdh->...fh", u, self.head_w1) + self.head_b1)
-        return [self.head_out[j](hidden[..., j, :]) for j in range(len(self.fields))]
+        outs = []
+        for j in range(len(self.fields)):
+            out = self.head_out[j](hidden[..., j, :])
+            prior = self.host_prior(j, host)
+            outs.append(out if prior is None else out + prior.to(out.dtype))
+        return outs
 
     # -- training / scoring ------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -195,7 +227,8 @@ class FlowNet(nn.Module):
 
         ``batch``: per field ``x:<name>`` (S, P) token ids or scaled values of the P = K + L
         positions; ``time`` (S, P, 4); ``valid`` (S, P); ``ctx`` (S, L, C + 1, 4);
-        ``aux`` (S, L, 7); ``role`` (S, L). Returns (target field embeddings (S, L, F, d),
+        ``aux`` (S, L, 7); ``role`` (S, L); optionally ``hid`` (S, L) training-host ids and
+        ``h:<name>`` (S, P) the flows the history sees (default: ``x:<name>``). Returns (target field embeddings (S, L, F, d),
         head outputs: one (S, L, out_j) per field).
         """
         K = self.K
@@ -205,7 +238,14 @@ class FlowNet(nn.Module):
             for j, (name, _, _) in enumerate(self.fields)
         ]
         field_emb = torch.stack(embs, dim=-2)  # (S, P, F, d)
-        flow_emb = self.hist_in(field_emb.sum(-2)) * batch["valid"].unsqueeze(-1)
+        if f"h:{self.fields[0][0]}" in batch:  # history inputs with noise (training)
+            hist_sum = sum(
+                self.field_embedding(j, batch[f"h:{name}"], time)
+                for j, (name, _, _) in enumerate(self.fields)
+            )
+        else:
+            hist_sum = field_emb.sum(-2)
+        flow_emb = self.hist_in(hist_sum) * batch["valid"].unsqueeze(-1)
         L = flow_emb.shape[1] - K
         hist = flow_emb.unfold(1, K, 1)[:, :L]  # (S, L, HIST_DIM, K)
         hist = hist.transpose(-1, -2)  # (S, L, K, HIST_DIM), oldest first
@@ -226,9 +266,11 @@ class FlowNet(nn.Module):
                 -1,
             )
         host = batch.get("hid")
-        if host is not None and self.training and self.host_dropout > 0:
+        if host is None:
+            host = torch.full_like(batch["role"], self.unknown_host)
+        elif self.training and self.host_dropout > 0:
             forget = torch.rand(host.shape[0], 1, device=host.device) < self.host_dropout
             host = torch.where(forget, torch.full_like(host, self.unknown_host), host)
         s = self.state(hist, ctx, aux, batch["role"], host)
         target = field_emb[:, K:]
-        return target, self.heads(s, target)
+        return target, self.heads(s, target, host)

@@ -68,10 +68,12 @@ class StepSampler:
         specs: dict[str, ContinuousSpec],
         warp: TimeWarp | None,
         window_seconds: float,
-        dt_factor: float = 1.0,
+        dt_factor: float | np.ndarray = 1.0,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
-        self.window_seconds, self.dt_factor = float(window_seconds), float(dt_factor)
+        self.window_seconds = float(window_seconds)
+        # gap scale: one factor, or one per training-host id (the last: unknown hosts)
+        self.dt_factor = np.atleast_1d(np.asarray(dt_factor, dtype=np.float64))
         self.K, self.C, self.d = net.K, net.C, net.d
         self.hist_in = _np(net.hist_in.weight).T.copy()
         self.hist_w, self.hist_b = _np(net.hist_proj.weight).T.copy(), _np(net.hist_proj.bias)
@@ -88,6 +90,7 @@ class StepSampler:
         self.rbf_centers = _np(net.rbf_centers)
         self.rbf_width = 1.0 / (N_RBF - 1)
         self.heads = []
+        self.priors: dict[str, np.ndarray] = {}  # gate x host log frequencies, (hosts + 1, V)
         for j, f in enumerate(fields):
             w1, b1 = _np(net.head_w1[j]), _np(net.head_b1[j])
             wo, bo = _np(net.head_out[j].weight).T.copy(), _np(net.head_out[j].bias)
@@ -95,6 +98,7 @@ class StepSampler:
             if f in CATEGORICAL:
                 seen = vocabs[f].seen or [True] * vocabs[f].size
                 bo = bo + np.where(np.asarray(seen, bool), 0.0, -1e9).astype(np.float32)
+                self.priors[f] = float(_np(net.prior_gate)[j]) * _np(getattr(net, f"prior_{f}"))
                 self.heads.append((f, w1, b1, wo, bo, _np(emb.weight), None))
             else:
                 self.heads.append((f, w1, b1, wo, bo, _np(emb.weight).T.copy(), _np(emb.bias)))
@@ -106,6 +110,14 @@ class StepSampler:
     def _rbf(self, v: np.ndarray) -> np.ndarray:
         feats = np.exp(-np.square((v[:, None] - self.rbf_centers) / self.rbf_width))
         return np.concatenate([feats, v[:, None]], axis=1)
+
+    def head_output(self, j: int, u: np.ndarray, hid: np.ndarray) -> np.ndarray:
+        """``FlowNet.head``: field ``j``'s output (B, out_j) from its input ``u`` (B, d) for
+        training-host ids ``hid`` (B,) (categorical heads add the host prior; tokens never
+        seen in training are masked)."""
+        f, w1, b1, wo, bo, _, eb = self.heads[j]
+        o = gelu(u @ w1 + b1) @ wo + bo
+        return o if eb is not None else o + self.priors[f][hid]
 
     def _state(self, hist, log_ctx, aux, role, hid) -> np.ndarray:
         B = hist.shape[0]
@@ -153,6 +165,7 @@ class StepSampler:
         hid = np.asarray(hids, dtype=np.int64)
         rate = np.asarray(rates, dtype=np.float32)
         per_day = np.power(10.0, rate.astype(np.float64))
+        fac = self.dt_factor[np.minimum(hid, self.dt_factor.size - 1)]
         keep_from = np.asarray(t_keep, dtype=float)
         end = np.asarray(t_end, dtype=float)
         hist = np.zeros((n, K, self.hist_in.shape[1]), np.float32)
@@ -183,8 +196,8 @@ class StepSampler:
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
             values: dict[str, np.ndarray] = {}
             new_ts = ts
-            for j, (f, w1, b1, wo, bo, ew, eb) in enumerate(self.heads):
-                o = gelu(acc @ w1 + b1) @ wo + bo
+            for j, (f, _, _, _, _, ew, eb) in enumerate(self.heads):
+                o = self.head_output(j, acc, hid)
                 if eb is None:  # categorical: Gumbel-max over the tokens
                     g = -np.log(-np.log(rng.random(o.shape).clip(1e-12, 1.0)))
                     x = np.argmax(o + g, axis=1)
@@ -203,7 +216,7 @@ class StepSampler:
                 r = spec.resolution
                 tfeat = None
                 if f == "dt" and warp is not None:
-                    gap = np.exp(y) * self.dt_factor * 86400.0 / per_day
+                    gap = np.exp(y) * fac * 86400.0 / per_day
                     t1 = warp.inverse(warp.forward(ts) + gap)
                     x = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
@@ -213,7 +226,7 @@ class StepSampler:
                 else:
                     x = np.maximum(np.round(np.expm1(y) / r), 0.0) * r
                     if f == "dt":
-                        x = x * self.dt_factor
+                        x = x * fac
                 if f == "dt":
                     new_ts = ts + x
                     tfeat = time_features(new_ts)
@@ -251,7 +264,7 @@ class StepSampler:
             if not inside.all():
                 keep = np.flatnonzero(inside)
                 host, role, hid = host[keep], role[keep], hid[keep]
-                rate, per_day = rate[keep], per_day[keep]
+                rate, per_day, fac = rate[keep], per_day[keep], fac[keep]
                 keep_from, end = keep_from[keep], end[keep]
                 hist, ctx, log_ctx = hist[keep], ctx[keep], log_ctx[keep]
                 ts, win, steps = ts[keep], win[keep], steps[keep]
