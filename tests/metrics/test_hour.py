@@ -49,11 +49,18 @@ def test_corrected_mi_known_answers():
     assert abs(hour_mi.host_hour_mi(host, hour, independent, 4)[0]) < 0.002
 
 
-def test_missing_hours_are_skipped(space):
-    real = pd.DataFrame({"hour": [1] * 10 + [2] * 10, "proto": [6] * 10 + [17] * 10})
+def test_hours_weighted_by_real_flows_and_missing_hours_score_one(space):
+    real = pd.DataFrame({"hour": [1] * 30 + [2] * 10, "proto": [6] * 30 + [17] * 10})
+    # hour 1 agrees; hour 2 disjoint protocols (JSD 1 for proto, 0 for every other field)
+    synth = pd.DataFrame({"hour": [1] * 10 + [2] * 10, "proto": [6] * 10 + [1] * 10})
+    n_fields = len(space.fields)
+    want = 0.25 * (1.0 / n_fields)
+    assert hour_jsd.compute(real, synth, space) == pytest.approx(want, abs=1e-9)
+    # hour 2 absent from the sample: it scores 1 with its weight 1/4; the sample's hour 5,
+    # with no real flow, carries no weight
     synth = pd.DataFrame({"hour": [1] * 10 + [5] * 10, "proto": [6] * 10 + [1] * 10})
-    # only hour 1 is on both sides, and there the protocols agree
-    assert hour_jsd.compute(real, synth, space) == pytest.approx(0.0, abs=1e-12)
+    assert hour_jsd.compute(real, synth, space) == pytest.approx(0.25, abs=1e-9)
+    assert np.isnan(hour_jsd.compute(real.iloc[:0], synth, space))
 
 
 def test_column_resample_breaks_hour_metrics(tables, space):
