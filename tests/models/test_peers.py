@@ -161,3 +161,31 @@ def test_same_training_seed_same_model(fitted, planted_tables, start):
 def test_batch_size_must_suit_ctgan_pac():
     with pytest.raises(ValueError, match="multiple of 10"):
         peers.CTGANModel(batch_size=64)
+
+
+def test_busiest_host_hour_counts_one_host_in_one_clock_hour():
+    frame = pd.DataFrame(
+        {
+            "user": ["a"] * 5 + ["b"] * 3,
+            # a: 3 flows in hour 0, 2 in hour 1; b: 3 flows in hour 0
+            "ts": [10.0, 20.0, 3599.0, 3600.0, 7199.0, 1.0, 2.0, 3.0],
+        }
+    )
+    assert peers.busiest_host_hour(frame) == 3
+    assert peers.busiest_host_hour(frame.iloc[:0]) == 1
+
+
+@pytest.mark.slow
+def test_a_flooding_model_is_held_to_the_busiest_real_host_hour(fitted, start):
+    """With the busiest training host-hour set to 8 flows, a synthetic host gets at most
+    1.25 x 8 + 2 = 12 flows whose gaps start in one clock hour, so at most 13 flows in a clock
+    hour (the last gap of an hour may end in the next): a model with too-short gaps cannot
+    flood the sample."""
+    saved = fitted.max_hour_flows_
+    try:
+        fitted.max_hour_flows_ = 8
+        df = fitted.sample(3, start, 0.25, seed=2).to_pandas()
+    finally:
+        fitted.max_hour_flows_ = saved
+    per_hour = df.groupby([df["user"], np.floor(df["ts"] / 3600.0)]).size()
+    assert len(df) > 0 and per_hour.max() <= 13

@@ -133,6 +133,16 @@ def available() -> tuple[bool, str]:
     return True, f"ctgan {importlib.metadata.version('ctgan')}"
 
 
+def busiest_host_hour(frame: pd.DataFrame) -> int:
+    """Most flows one host had in one clock hour (``floor(ts / 3600)``) of ``frame``; 1 if
+    empty."""
+    if len(frame) == 0:
+        return 1
+    slot = np.floor(S.numeric(frame, "ts") / 3600.0).astype(np.int64)
+    counts = pd.Series(slot).groupby([frame["user"].astype(str).to_numpy(), slot]).size()
+    return int(max(counts.max(), 1))
+
+
 def _require_ctgan() -> Any:
     ok, reason = available()
     if not ok:
@@ -411,6 +421,7 @@ class _PeerModel(FlowModel):
         self.network_: Any = None
         self.cond_probs_: np.ndarray = np.zeros(0)
         self.surrogate_: KernelSurrogate | None = None
+        self.max_hour_flows_ = MAX_BLOCK  # busiest training host-hour (caps sample blocks)
         self.fit_info_: dict[str, Any] = {}
 
     # -- to be provided by CTGAN / TVAE --------------------------------------------------------
@@ -440,6 +451,7 @@ class _PeerModel(FlowModel):
         self.integer_ = {n: S.is_integer_valued(S.numeric(frame, n)) for n in self.continuous_}
         self.vocabs_ = {n: S.Vocab.fit(frame[n], hp["top_k"]) for n in CATEGORICAL if n in frame}
         self.peers_ = S.PeerTable.fit(frame, hp["top_k"])
+        self.max_hour_flows_ = busiest_host_hour(frame)
         table = training_table(frame, self.continuous_, self.vocabs_, hp["max_train_rows"], rng)
         if len(table) < 10:
             raise ValueError(f"{self.kind}: {len(table)} usable training rows; need at least 10")
@@ -548,6 +560,7 @@ class _PeerModel(FlowModel):
             t_start,
             horizon,
             rng,
+            max_per_hour=self.hour_cap(),
         )
         fields = {
             n: pool[n].to_numpy()[row] for n in pool.columns if n not in ("hour", "dt", "peer")
@@ -564,16 +577,21 @@ class _PeerModel(FlowModel):
 
     def _block_sizes(self, probe: pd.DataFrame) -> np.ndarray:
         """Rows per block per hour of day: 1.25 x the rows one hour holds at the hour's mean
-        time delta, plus 2, in [2, MAX_BLOCK]. int64 (24,)."""
+        time delta, plus 2, in [2, ``hour_cap()``]. int64 (24,)."""
         dt = probe["dt"].to_numpy(dtype=float)
         hour = probe["hour"].to_numpy()
         overall = max(float(dt.mean()), 1e-3)
         sums = np.bincount(hour, weights=dt, minlength=24)[:24]
         counts = np.bincount(hour, minlength=24)[:24]
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
-        return np.clip(np.ceil(1.25 * 3600.0 / np.maximum(mean, 1e-3)) + 2, 2, MAX_BLOCK).astype(
-            np.int64
-        )
+        cap = self.hour_cap()
+        return np.clip(np.ceil(1.25 * 3600.0 / np.maximum(mean, 1e-3)) + 2, 2, cap).astype(np.int64)
+
+    def hour_cap(self) -> int:
+        """Most flows a synthetic host gets in one clock hour: 1.25 x the busiest training
+        host-hour plus 2, at most ``MAX_BLOCK`` (a model whose gaps are far too short would
+        otherwise flood the sample; its hosts then run at about the busiest real rate)."""
+        return int(min(MAX_BLOCK, math.ceil(1.25 * self.max_hour_flows_) + 2))
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -610,6 +628,7 @@ class _PeerModel(FlowModel):
                 "bandwidth": sur.bandwidth,
             },
             "fit_info": self.fit_info_,
+            "max_hour_flows": int(self.max_hour_flows_),
             "versions": {"ctgan": available()[1], "torch": torch.__version__},
         }
         write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
@@ -649,6 +668,7 @@ class _PeerModel(FlowModel):
             bandwidth=float(sur["bandwidth"]),
         )  # fmt: skip
         model.fit_info_ = state.get("fit_info", {})
+        model.max_hour_flows_ = int(state.get("max_hour_flows", MAX_BLOCK))
         network = model._build_network(sum(c.width for c in model.columns_), len(model.cond_probs_))
         weights = torch.load(Path(path) / NETWORK_FILE, weights_only=True, map_location="cpu")
         network.load_state_dict(weights)
@@ -776,9 +796,12 @@ def lay_out_hosts(
     start: float,
     horizon: float,
     rng: np.random.Generator,
+    max_per_hour: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Timestamps of ``n_hosts`` hosts from pool rows (time delta ``dt`` s and ``hour`` of day,
     shapes (P,)) as the module docstring describes; ``block``: rows per block by hour (24,).
+    ``max_per_hour``: a host that has this many flows in a clock hour skips to the next hour
+    (its next flow comes one row's gap after the hour starts); the capped host-hours are logged.
 
     Returns (host index, ts, pool row, rows reused): int64, float64, int64 arrays (n_flows,)
     sorted by host then time, and the count of pool rows used more than once.
@@ -790,7 +813,10 @@ def lay_out_hosts(
     clock = np.zeros(n_hosts)  # seconds after start of each host's last flow
     active = np.ones(n_hosts, dtype=bool)
     hosts_out, times_out, rows_out = [], [], []
-    reused = total = 0
+    reused = total = capped = 0
+    cap = int(max_per_hour) if max_per_hour else None
+    slot_of = np.full(n_hosts, -1.0)  # clock hour each host's count is for
+    in_hour = np.zeros(n_hosts, dtype=np.int64)  # flows of the host in that hour so far
     while active.any():
         idle = np.flatnonzero(active)
         hours = S.hour_of(start + clock[idle])
@@ -809,6 +835,16 @@ def lay_out_hosts(
                 bool
             )
             keep = in_slot & (times < horizon)  # a prefix of each block (times increase)
+            full = np.zeros(len(hosts), dtype=bool)
+            if cap is not None:
+                fresh = slot_of[hosts] != slot
+                in_hour[hosts] = np.where(fresh, 0, in_hour[hosts])
+                slot_of[hosts] = slot
+                room = cap - in_hour[hosts]
+                keep &= np.arange(b)[None, :] < room[:, None]
+                full = keep.sum(axis=1) >= room
+                in_hour[hosts] += keep.sum(axis=1)
+                capped += int(full.sum())
             n_keep = keep.sum(axis=1)
             hosts_out.append(np.broadcast_to(hosts[:, None], keep.shape)[keep])
             times_out.append(times[keep])
@@ -817,12 +853,19 @@ def lay_out_hosts(
             last = np.where(
                 n_keep > 0, times[np.arange(len(hosts)), np.maximum(n_keep - 1, 0)], clock[hosts]
             )
-            clock[hosts] = last
-            active[hosts] = ~(in_slot & (times >= horizon)).any(axis=1)
+            # a host at its hour's cap waits for the next hour
+            clock[hosts] = np.where(full, (slot + 1) * 3600.0 - start, last)
+            active[hosts] = ~(in_slot & (times >= horizon)).any(axis=1) & (clock[hosts] < horizon)
             if total > S.MAX_SAMPLE_FLOWS:
                 raise ValueError(
                     f"sample exceeds {S.MAX_SAMPLE_FLOWS} flows: sample fewer hosts or days"
                 )
+    if capped:
+        log.warning(
+            "%d host-hours reached the cap of %d flows (the model's gaps are shorter than any "
+            "training host's); those hosts skipped to the next hour",
+            capped, cap,
+        )  # fmt: skip
     host = np.concatenate(hosts_out) if hosts_out else np.zeros(0, np.int64)
     ts = np.concatenate(times_out) if times_out else np.zeros(0)
     row = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
