@@ -282,3 +282,31 @@ def test_host_priors_are_smoothed_training_frequencies(fitted: NeuralFlowModel) 
     assert pooled == pytest.approx(0.5, abs=0.05)
     stored = fitted.net_.prior_direction.cpu().numpy()
     np.testing.assert_allclose(stored, priors["direction"], atol=1e-6)
+
+
+def test_context_profile_is_the_hosts_mean_window_by_time_of_day(fitted: NeuralFlowModel) -> None:
+    """The profile holds each training host's flows (and outgoing flows) per 5-minute window
+    of the day averaged over its days; a sequence starting at t0 gets the 36 windows before
+    t0 from it, oldest first, wrapping around midnight."""
+    flows = make_flows(ROLES2)
+    train = flows[flows["split"] == "train"]
+    profile = fitted.context_profile(fitted._encode(train))
+    assert profile.shape == (len(ROLES2) + 1, 288, 4)
+    for user in ROLES2:
+        rows = train[train["user"] == user]
+        days = np.floor(rows["ts"] / 86400.0).nunique()
+        wod = (np.mod(rows["ts"], 86400.0) // 300).astype(int)
+        want = np.bincount(wod, minlength=288) / days
+        np.testing.assert_allclose(profile[fitted.host_ids_[user], :, 0], want, rtol=1e-6)
+        out = (rows["direction"] == "out").groupby(wod).sum().reindex(range(288), fill_value=0)
+        np.testing.assert_allclose(profile[fitted.host_ids_[user], :, 3], out / days, rtol=1e-6)
+    np.testing.assert_allclose(profile[-1], profile[:-1].mean(0), rtol=1e-6)
+    fitted.ctx_profile_, saved = profile, fitted.ctx_profile_
+    try:
+        t0 = np.array([2 * 86400.0 + 3600.0])  # 01:00: the windows of 22:00 .. 00:55
+        hid = np.array([fitted.host_ids_["h0"]])
+        ctx0 = fitted._context_start(hid, t0)
+    finally:
+        fitted.ctx_profile_ = saved
+    want_wod = np.r_[np.arange(264, 288), np.arange(0, 12)]
+    np.testing.assert_allclose(ctx0[0], profile[hid[0], want_wod])

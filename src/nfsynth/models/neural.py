@@ -72,6 +72,7 @@ from nfsynth.models.neural_net import FlowNet, interval_log_prob
 from nfsynth.models.neural_sample import StepSampler
 from nfsynth.models.neural_vocab import (
     CATEGORICAL,
+    CONTEXT_FEATURES,
     FIELD_ORDER,
     CategoricalVocab,
     ContinuousSpec,
@@ -85,6 +86,7 @@ from nfsynth.models.neural_vocab import (
     infer_roles,
     latent_base,
     raw_values,
+    window_sums,
 )
 from nfsynth.schema import ROLES, SECONDS_PER_DAY
 
@@ -151,6 +153,7 @@ class NeuralFlowModel(FlowModel):
         self.warp_: TimeWarp | None = None
         self.dt_factor_ = 1.0
         self.host_dt_factors_: np.ndarray | None = None  # per training-host id, then unknown
+        self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
 
@@ -174,6 +177,7 @@ class NeuralFlowModel(FlowModel):
         enc_val = self._encode(val) if val is not None and len(val) else None
         self.net_ = self._new_net()
         self._init_heads(enc)
+        self.ctx_profile_ = self.context_profile(enc)
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
@@ -289,6 +293,47 @@ class NeuralFlowModel(FlowModel):
             freq[n_hosts] = pooled
             priors[f] = np.log(freq).astype(np.float32)
         return priors
+
+    def context_profile(self, enc: Encoded) -> np.ndarray:
+        """Mean window sums (flows, bytes, packets, outgoing flows) of each training host by
+        window of the day, over the days it has flows, and their mean over hosts for the
+        unknown host: float32 (n_hosts + 1, ceil(86400 / window_seconds), 4). Sampling
+        starts each sequence's 3-hour context from its host's profile at that time of day,
+        as a running host's would be (an empty context is a host just switched on)."""
+        n_hosts, ws = len(self.host_ids_), float(self.window_seconds_)
+        W = int(math.ceil(SECONDS_PER_DAY / ws))
+        profile = np.zeros((n_hosts + 1, W, CONTEXT_FEATURES))
+        if enc.n == 0:
+            return profile.astype(np.float32)
+        ts = enc.frame["ts"].to_numpy(dtype=float)
+        wod = np.minimum(np.floor(np.mod(ts, SECONDS_PER_DAY) / ws).astype(np.int64), W - 1)
+        known = enc.hid < n_hosts
+        sums = window_sums(enc.frame)[known]
+        cell = enc.hid[known] * W + wod[known]
+        for j in range(CONTEXT_FEATURES):
+            profile[:n_hosts, :, j] = np.bincount(
+                cell, weights=sums[:, j], minlength=n_hosts * W
+            ).reshape(n_hosts, W)
+        day = np.floor(ts[known] / SECONDS_PER_DAY).astype(np.int64)
+        days = pd.Series(day).groupby(enc.hid[known]).nunique()
+        n_days = np.ones(n_hosts)
+        n_days[days.index.to_numpy()] = days.to_numpy()
+        profile[:n_hosts] /= n_days[:, None, None]
+        profile[n_hosts] = profile[:n_hosts].mean(0) if n_hosts else 0.0
+        return profile.astype(np.float32)
+
+    def _context_start(self, hids: np.ndarray, t0: np.ndarray) -> np.ndarray | None:
+        """The ``context`` complete windows before each sequence's start ``t0`` (s) from the
+        profile of its host ``hids``: raw sums, (n, context, 4), oldest first; None without
+        a profile."""
+        if self.ctx_profile_ is None:
+            return None
+        ws, C = float(self.window_seconds_), int(self.context_)
+        W = self.ctx_profile_.shape[1]
+        win = np.floor(np.asarray(t0, dtype=float) / ws)[:, None] + np.arange(-C, 0)[None, :]
+        wod = np.floor(np.mod(win * ws, SECONDS_PER_DAY) / ws).astype(np.int64)
+        hid = np.minimum(np.asarray(hids, dtype=np.int64), self.ctx_profile_.shape[0] - 1)
+        return self.ctx_profile_[hid[:, None], np.minimum(wod, W - 1)].astype(np.float64)
 
     def _init_heads(self, enc: Encoded) -> None:
         """Start each head at the training marginal: categorical heads at the host priors
@@ -680,16 +725,18 @@ class NeuralFlowModel(FlowModel):
             )
         rows = self._chunks(np.asarray(rates, dtype=float), start, days)
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
+        row_hids = np.asarray(hids)[rows["host"]]
         frame, unfinished = self.sampler_.generate(
             rows["host"],
             np.asarray(roles)[rows["host"]],
             np.asarray(rates)[rows["host"]],
-            np.asarray(hids)[rows["host"]],
+            row_hids,
             rows["start"],
             rows["keep"],
             rows["end"],
             rng,
             max_steps,
+            ctx0=self._context_start(row_hids, rows["start"]),
         )
         if unfinished:
             log.warning(
@@ -703,8 +750,9 @@ class NeuralFlowModel(FlowModel):
         """Cut each host's period into ``ceil(expected flows / sample_chunk_flows)`` chunks
         of equal expected flow count (equal lengths of warped time); each chunk but the
         period's first starts ``sample_burn_in`` expected flows early (burn-in, dropped) so
-        its history and context are those of a running host. Arrays per chunk: host, start,
-        keep (first kept time), end, flows (expected flows incl. burn-in)."""
+        its history is that of a running host (its context starts from the host's profile,
+        ``context_profile``). Arrays per chunk: host, start, keep (first kept time), end,
+        flows (expected flows incl. burn-in)."""
         hp = self.hyperparameters
         end = start + days * SECONDS_PER_DAY
         per_day = np.power(10.0, rates)
@@ -786,13 +834,14 @@ class NeuralFlowModel(FlowModel):
             ),
             "torch_version": torch.__version__,
         }
-        write_model_files(path, self.kind, self.hyperparameters, state, {}, self.space_)
+        arrays = {} if self.ctx_profile_ is None else {"ctx_profile": self.ctx_profile_}
+        write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
         weights = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(weights, Path(path) / WEIGHTS)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralFlowModel:
-        hyperparameters, state, _, space = read_model_files(path, cls.kind)
+        hyperparameters, state, arrays, space = read_model_files(path, cls.kind)
         model = cls(**hyperparameters)
         model.device_ = pick_device(hyperparameters.get("device", "auto"))
         model.space_ = space
@@ -810,6 +859,8 @@ class NeuralFlowModel(FlowModel):
         model.dt_factor_ = float(state.get("dt_factor", 1.0))
         factors = state.get("host_dt_factors")
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
+        profile = arrays.get("ctx_profile")
+        model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()
         weights = torch.load(Path(path) / WEIGHTS, map_location=model.device_, weights_only=True)
         model.net_.load_state_dict(weights)

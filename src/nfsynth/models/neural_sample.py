@@ -151,13 +151,16 @@ class StepSampler:
         t_end: np.ndarray,
         rng: np.random.Generator,
         max_steps: int,
+        ctx0: np.ndarray | None = None,
     ) -> tuple[pd.DataFrame, int]:
         """Run one sequence per row: host id, role id, activity (log10 flows/day), the
         training host whose identity embedding it uses, start
         time (s, the sequence begins there with an empty history), keep-from time (flows
         before it are burn-in, dropped) and end time (the row stops at its first flow at or
         after it). Returns a frame with one column per field (token ids / raw values), ``ts``
-        and ``host``, and the number of rows still unfinished after ``max_steps`` steps."""
+        and ``host``, and the number of rows still unfinished after ``max_steps`` steps.
+        ``ctx0``: the complete windows before each row's start, raw sums (n, C, 4), oldest
+        first (None: empty, as for a host's first flow)."""
         K, C, F = self.K, self.C, len(self.fields)
         n = len(roles)
         host = np.asarray(hosts, dtype=np.int64)
@@ -171,6 +174,9 @@ class StepSampler:
         hist = np.zeros((n, K, self.hist_in.shape[1]), np.float32)
         ctx = np.zeros((n, C + 1, CONTEXT_FEATURES))
         log_ctx = np.zeros((n, C + 1, CONTEXT_FEATURES), np.float32)
+        if ctx0 is not None:
+            ctx[:, :C] = ctx0
+            log_ctx[:, :C] = np.log1p(ctx0)
         ts = np.asarray(t_start, dtype=float).copy()
         win = np.floor(ts / self.window_seconds)
         steps = np.zeros(n, np.float32)
@@ -210,7 +216,12 @@ class StepSampler:
                 rows = np.arange(B)
                 mu = o[rows, M + comp]
                 log_s = np.clip(o[rows, 2 * M + comp], *LOG_SCALE_RANGE)
-                uj = u[:, 3 * j]
+                uj = u[:, 3 * j].astype(np.float64)
+                if f in RATIO_BASE:  # bytes per packet: the component truncated below the
+                    # training's 0.1% quantile (and 20 bytes), not piled up at a clip
+                    lo = max(spec.lat_lo, math.log(BPP_RANGE[0]))
+                    f_lo = 0.5 + 0.5 * np.tanh(0.5 * (lo - mu) / np.exp(log_s))  # CDF at lo
+                    uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
                 y = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
                 r = spec.resolution
