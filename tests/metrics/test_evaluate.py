@@ -97,26 +97,52 @@ def test_every_written_metric_has_a_goal(results):
         goal_of("no_such_metric")
 
 
-def test_sample_is_subsampled_before_features_with_the_same_rows(users):
-    """A flooding sample is cut to ``max_rows`` whole hosts before ``derive_features``: the
-    scores equal those of deriving every row first and subsampling after."""
-    from nfsynth.metrics.evaluate import score, synthetic_flows
+def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
+    """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
+    deriving features, then scores the flow metrics on random rows and the sequence metrics
+    on whole hosts, each drawn with the subsample seed."""
+    from nfsynth.metrics.common import sample_rows
+    from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
 
     space = EvalSpace.fit(users.subset("train"))
     sample = column_resample(make_raw(21, n_users=8, prefix="synth-"), seed=5)
     sample = sample.drop(columns=["src", "dst"]).assign(src="x", dst="y")
-    cfg = {**CFG, "max_rows": len(sample) // 3}
+    max_rows = len(sample) // (3 * FLOOD_FACTOR)
+    cfg = {**CFG, "max_rows": max_rows}
     got = evaluate_sample(users, space, sample, None, cfg, INTERNAL)
-    derived = synthetic_flows(sample, INTERNAL)
-    kept = subsample_hosts(derived, cfg["max_rows"], 0)
-    raw_kept = subsample_hosts(sample, cfg["max_rows"], 0)
-    assert len(kept) == len(raw_kept) == cfg["max_rows"]
+    raw = subsample_hosts(sample, FLOOD_FACTOR * max_rows, 0)
+    assert len(raw) == FLOOD_FACTOR * max_rows < len(sample)
+    derived = synthetic_flows(raw, INTERNAL)
+    real, train = users.subset("test"), users.subset("train")
     want = score(
-        subsample_hosts(users.subset("test"), cfg["max_rows"], 0),
-        kept,
-        subsample_hosts(users.subset("train"), cfg["max_rows"], 0),
+        sample_rows(real, max_rows, 0),
+        sample_rows(derived, max_rows, 0),
+        sample_rows(train, max_rows, 0),
         space,
         cfg,
-        raw_synthetic=raw_kept,
+        raw_synthetic=sample_rows(raw, max_rows, 0),
+        real_seq=subsample_hosts(real, max_rows, 0),
+        synthetic_seq=subsample_hosts(derived, max_rows, 0),
+        train_seq=subsample_hosts(train, max_rows, 0),
     )
     assert got == pytest.approx(want, nan_ok=True)
+
+
+def test_random_rows_keep_the_host_mix_whole_hosts_do_not():
+    """Two kinds of hosts, one heavy: a random-row draw keeps the pooled share of each kind
+    whatever the seed; a whole-host draw swings with the hosts drawn."""
+    from nfsynth.metrics.common import sample_rows
+
+    sizes = [5000] + [500] * 10
+    flows = pd.DataFrame(
+        {
+            "user": np.repeat([f"h{i:02d}" for i in range(11)], sizes),
+            "ts": np.concatenate([np.arange(n, dtype=float) for n in sizes]),
+            "heavy": np.repeat([True] + [False] * 10, sizes),
+        }
+    )
+    pooled = flows["heavy"].mean()
+    rows = [sample_rows(flows, 3000, seed)["heavy"].mean() for seed in range(6)]
+    hosts = [subsample_hosts(flows, 3000, seed)["heavy"].mean() for seed in range(6)]
+    assert max(abs(r - pooled) for r in rows) < 0.05
+    assert max(abs(h - pooled) for h in hosts) > 0.2

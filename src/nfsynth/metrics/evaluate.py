@@ -5,9 +5,15 @@ the real validation split against the real test split, the same metrics (docs/me
 Both return a flat ``{metric: value}`` dict; ``write_metrics`` stores it with each metric's
 goal (``min``/``max``) so ``summary.summarize`` needs nothing else.
 
-Scoring cost is bounded by ``evaluation.max_rows`` (``common.subsample_hosts``: whole hosts
-in a fixed seeded order, so per-host sequences stay intact), ``evaluation.prdc_rows`` for
-density/coverage and ``evaluation.privacy_rows`` for the distance to closest record.
+Scoring cost is bounded by ``evaluation.max_rows`` per side, drawn two ways with the same
+seed: flows drawn at random (``common.sample_rows``) for the metrics of the flows' joint
+distribution (marginals, hour-conditioned, pairs, rules, density, protocol utility,
+privacy), whose value must not hinge on which heavy hosts happen to be drawn; whole hosts
+(``common.subsample_hosts``, per-host sequences intact) for the metrics of sequences (ACF,
+inter-arrival, forecast utility, the NLL of models that condition on a host's past).
+``evaluation.prdc_rows`` bounds density/coverage and ``evaluation.privacy_rows`` the
+distance to closest record. A sample is cut to ``FLOOD_FACTOR x max_rows`` whole hosts before
+its features are derived (memory stays bounded whatever a model writes).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from nfsynth.metrics import (
     utility_protocol,
     wasserstein,
 )
-from nfsynth.metrics.common import WINDOW_SECONDS, subsample_hosts
+from nfsynth.metrics.common import WINDOW_SECONDS, sample_rows, subsample_hosts
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: A sample keeps at most this many times ``max_rows`` flows (whole hosts) for scoring.
+FLOOD_FACTOR = 4
+
+
 def goal_of(name: str) -> str:
     """``min`` or ``max`` for a metric name written by :func:`evaluate_sample`."""
     for module in MODULES:
@@ -122,14 +132,21 @@ def score(
     *,
     raw_synthetic: pd.DataFrame | None = None,
     model: Any = None,
+    real_seq: pd.DataFrame | None = None,
+    synthetic_seq: pd.DataFrame | None = None,
+    train_seq: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Every metric of ``synthetic`` against the real test flows ``real``.
 
     ``train``: the real training flows (utility baselines, privacy). ``raw_synthetic``: the
     flows the rule checks see (default ``synthetic``). ``model``: a fitted model for
-    ``nll_bits`` (None: left out). All frames are user-flow DataFrames; the caller
+    ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the sequence metrics
+    (default: the frames above). All frames are user-flow DataFrames; the caller
     subsamples. Returns ``{metric: value}``.
     """
+    real_seq = real if real_seq is None else real_seq
+    synthetic_seq = synthetic if synthetic_seq is None else synthetic_seq
+    train_seq = train if train_seq is None else train_seq
     s = _settings(cfg)
     seconds = float(s["window_seconds"])
     seed = int(s["subsample_seed"])
@@ -140,22 +157,23 @@ def score(
         ("hour", lambda: {hour_jsd.NAME: hour_jsd.compute(real, synthetic, space),
                           hour_mi.NAME: hour_mi.compute(real, synthetic, space)}),
         ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
-        ("temporal", lambda: {**acf.compute(real, synthetic, int(s["acf_max_lag"]), seconds),
-                              interarrival.NAME: interarrival.compute(real, synthetic)}),
+        ("temporal", lambda: {**acf.compute(real_seq, synthetic_seq, int(s["acf_max_lag"]),
+                                            seconds),
+                              interarrival.NAME: interarrival.compute(real_seq, synthetic_seq)}),
         ("rules", lambda: rules.compute(
             synthetic if raw_synthetic is None else raw_synthetic,
             s["rules"], s["tcp_only_ports"])),
         ("density", lambda: density.density_coverage(
             real, synthetic, space, k=int(s["prdc_k"]), max_rows=int(s["prdc_rows"]), seed=seed)),
         ("utility", lambda: {**utility_protocol.compute(real, synthetic, space, train),
-                             **utility_forecast.compute(real, synthetic, train,
+                             **utility_forecast.compute(real_seq, synthetic_seq, train_seq,
                                                         int(s["forecast_lags"]), seconds)}),
         ("privacy", lambda: {**dcr.compute(train, synthetic, real, space,
                                            max_rows=int(s["privacy_rows"]), seed=seed),
                              **exact_copy.compute(train, synthetic, real)}),
     ]  # fmt: skip
     if model is not None:
-        steps.append(("nll", lambda: {nll.NAME: nll.compute(real, model)}))
+        steps.append(("nll", lambda: {nll.NAME: nll.compute(real_seq, model)}))
     for label, step in steps:
         t0 = time.perf_counter()
         with threadpool_limits(limits=1):  # rules ask for 1 thread
@@ -186,7 +204,7 @@ def evaluate_sample(
     # Whole hosts are drawn before the features are derived (the same rows as deriving first:
     # a host's features depend only on its own flows), so a model that floods its sample
     # costs no more memory here than one that does not.
-    raw = subsample_hosts(raw, max_rows, seed) if "user" in raw else raw
+    raw = subsample_hosts(raw, FLOOD_FACTOR * max_rows, seed) if "user" in raw else raw
     synthetic = synthetic_flows(raw, internal)
     real = users.subset("test")
     train = users.subset("train")
@@ -199,16 +217,19 @@ def evaluate_sample(
         from nfsynth.models import registry
 
         model = registry.load(str(model_dir))
-    out = score(
-        subsample_hosts(real, max_rows, seed),
-        subsample_hosts(synthetic, max_rows, seed),
-        subsample_hosts(train, max_rows, seed),
+    synth_rows = sample_rows(synthetic, max_rows, seed)
+    return score(
+        sample_rows(real, max_rows, seed),
+        synth_rows,
+        sample_rows(train, max_rows, seed),
         space,
         s,
-        raw_synthetic=raw,
+        raw_synthetic=sample_rows(raw, max_rows, seed),
         model=model,
+        real_seq=subsample_hosts(real, max_rows, seed),
+        synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
+        train_seq=subsample_hosts(train, max_rows, seed),
     )
-    return out
 
 
 def evaluate_reference(
@@ -227,11 +248,14 @@ def evaluate_reference(
     val, real, train = users.subset("val"), users.subset("test"), users.subset("train")
     log.info("rows: real val %d, real test %d, real train %d", len(val), len(real), len(train))
     return score(
-        subsample_hosts(real, max_rows, seed),
-        subsample_hosts(val, max_rows, seed),
-        subsample_hosts(train, max_rows, seed),
+        sample_rows(real, max_rows, seed),
+        sample_rows(val, max_rows, seed),
+        sample_rows(train, max_rows, seed),
         space,
         s,
+        real_seq=subsample_hosts(real, max_rows, seed),
+        synthetic_seq=subsample_hosts(val, max_rows, seed),
+        train_seq=subsample_hosts(train, max_rows, seed),
     )
 
 
