@@ -148,7 +148,7 @@ def windows_from_file(
 
     ``users``: the shard's users (all get rows, even with no flows); None: the users found.
     """
-    pf = pq.ParquetFile(path, read_dictionary=["user", "peer", "direction"])
+    pf = pq.ParquetFile(path, read_dictionary=["user", "peer", "dport", "direction"])
     frames: list[pd.DataFrame] = []
     seen: list[str] = []
     carry: pa.Table | None = None
