@@ -21,6 +21,9 @@ def _default():
 def test_default_and_test_configs_are_valid():
     validate(_default(), SCHEMA)
     validate(yaml.safe_load((REPO / "config" / "test.yaml").read_text()), SCHEMA)
+    lanl = yaml.safe_load((REPO / "config" / "lanl2015.yaml").read_text())
+    validate(lanl, SCHEMA)
+    assert (REPO / lanl["datasets"]["lanl2015"]["path"]).is_dir()
 
 
 def test_defaults_are_filled_in():
