@@ -71,3 +71,29 @@ def test_vocab_decode_draws_other_from_the_pool():
     out = vocab.decode(np.ones(2000, dtype=int), np.random.default_rng(0))
     assert set(out) == {"b", "c"}
     assert (out == "b").mean() == pytest.approx(0.6, abs=0.04)
+
+
+def test_within_bin_quantiles_reproduce_a_skewed_bin_and_its_eval_mass():
+    """One bin [0, 1) whose values pile up near 0 (y = u^3): draws by the within-bin CDF
+    keep that shape (uniform draws would not), and the bin's mass in [0, 0.125) is about
+    P(u^3 < 0.125) = 0.5."""
+    rng = np.random.default_rng(0)
+    edges = np.array([0.0, 1.0, 2.0])
+    y = np.r_[rng.random(20000) ** 3, 1.0 + rng.random(50)]
+    codes = np.r_[np.zeros(20000, np.int64), np.ones(50, np.int64)]
+    q = S.bin_quantiles(edges, codes, y)
+    assert q.shape == (2, S.BIN_QUANTILES + 1)
+    assert q[0, 0] == 0.0 and q[0, -1] == 1.0 and np.all(np.diff(q, axis=1) >= 0)
+    draws = S.draw_in_bins(q, np.zeros(20000, np.int64), rng)
+    assert np.median(draws) == pytest.approx(0.125, abs=0.02)
+    assert draws.min() >= 0.0 and draws.max() < 1.0
+    lo, hi = np.array([-np.inf, 0.125, 1.0]), np.array([0.125, 1.0, np.inf])
+    share = S.quantile_overlap(q, lo, hi)
+    np.testing.assert_allclose(share.sum(axis=1), 1.0)
+    assert share[0, 0] == pytest.approx(0.5, abs=0.03)
+    np.testing.assert_allclose(share[1], [0.0, 0.0, 1.0])
+    # a bin with too few values falls back to uniform, as overlap_matrix has it
+    sparse = S.bin_quantiles(edges, np.zeros(1, np.int64), np.array([0.2]))
+    np.testing.assert_allclose(
+        S.quantile_overlap(sparse, lo, hi), S.overlap_matrix(edges, lo, hi), atol=1e-12
+    )

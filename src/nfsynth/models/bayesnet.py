@@ -19,11 +19,13 @@ A host's first flow uses the marginal over the previous flow: ``P(B | T) ∝ P(T
 smoothed towards ``P(F | B)``, itself Laplace-smoothed, so sparse hours borrow from the bytes
 bin rather than from a uniform table) and normalised in log space with ``logsumexp``, so no
 probability is zero and every conditional sums to one. Sampling draws from the conditional
-tables with the rng (inverse CDF, never argmax), a value uniform (in latent space) within its
-bin; it runs for all hosts at once, one flow step at a time.
+tables with the rng (inverse CDF, never argmax), and a value within the bin by the inverse of
+its within-bin CDF (``sampling.bin_quantiles``: 16 quantiles of the training values of the
+bin; a value uniform in the bin would flatten every heavy-tailed bin); it runs for all hosts
+at once, one flow step at a time.
 
 ``log_prob`` in the evaluation space: own bins differ from the evaluation bins, so each own bin
-is spread uniformly (in latent space) over the evaluation intervals it overlaps:
+is spread over the evaluation intervals it overlaps by its within-bin CDF:
 ``P(eval bin) = sum over own bins of P(own bin) x overlap fraction``. The previous flow is the
 previous row of the same user in the scored frame (its values at the latent midpoint); the
 fields conditioned on the bytes bin use the posterior over own bytes bins given the flow's
@@ -149,6 +151,7 @@ class BayesNetModel(FlowModel):
         self.integer_: dict[str, bool] = {}
         self.vocabs_: dict[str, S.Vocab] = {}
         self.tables_: dict[str, np.ndarray] = {}
+        self.quantiles_: dict[str, np.ndarray] = {}  # within-bin quantiles of the latent
         self.others_: list[str] = []
         self.peers_: S.PeerTable | None = None
 
@@ -178,6 +181,7 @@ class BayesNetModel(FlowModel):
             self.edges_[name] = bin_edges(fit_y, hp["bin_rule"], hp["max_bins"], top)
             self.integer_[name] = integer
             codes[name] = own_codes(self.edges_[name], y)
+            self.quantiles_[name] = S.bin_quantiles(self.edges_[name], codes[name], y)
         for name in S.present_categorical(frame):
             self.vocabs_[name] = S.Vocab.fit(frame[name], hp["top_k"])
             codes[name] = self.vocabs_[name].codes(frame[name])
@@ -220,9 +224,23 @@ class BayesNetModel(FlowModel):
         probs = np.exp(log_table)
         if name in self.edges_:
             lo, hi = S.eval_intervals(self.space_, name, self.integer_[name])
-            return probs @ S.overlap_matrix(self.edges_[name], lo, hi)
+            return probs @ self._overlap(name, lo, hi)
         alpha = self.hyperparameters["alpha"]
         return probs @ self.vocabs_[name].eval_matrix(self.space_.vocab[name], alpha)
+
+    def _overlap(self, name: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Share of each own bin of ``name`` in each evaluation interval (n_own, n_eval)."""
+        q = self.quantiles_.get(name)
+        if q is None:  # a model saved before within-bin quantiles: uniform bins
+            return S.overlap_matrix(self.edges_[name], lo, hi)
+        return S.quantile_overlap(q, lo, hi)
+
+    def _in_bins(self, name: str, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Latent values of own bins ``codes`` of ``name`` (within-bin CDF)."""
+        q = self.quantiles_.get(name)
+        if q is None:
+            return S.uniform_in_bins(self.edges_[name], codes, rng)
+        return S.draw_in_bins(q, codes, rng)
 
     def _prev_codes(self, frame: Any, name: str, prev: np.ndarray) -> np.ndarray:
         values = S.numeric(frame, name)[np.where(prev >= 0, prev, 0)]
@@ -263,7 +281,7 @@ class BayesNetModel(FlowModel):
             np.exp(self.tables_["bytes_first"][hour]),
         )
         lo, hi = S.eval_intervals(space, "bytes", self.integer_["bytes"])
-        overlap = S.overlap_matrix(self.edges_["bytes"], lo, hi)
+        overlap = self._overlap("bytes", lo, hi)
         joint = p_own * overlap[:, codes["bytes"]].T  # (n, n_b)
         p_bytes = joint.sum(axis=1)
         total += np.log(np.maximum(p_bytes, S.TINY))
@@ -294,7 +312,6 @@ class BayesNetModel(FlowModel):
         end = t0 + days * SECONDS_PER_DAY
         dt_cond, dt_first = _cdf(self.tables_["dt_cond"]), _cdf(self.tables_["dt_first"])
         b_cond, b_first = _cdf(self.tables_["bytes_cond"]), _cdf(self.tables_["bytes_first"])
-        dt_edges = self.edges_["dt"]
         now = np.full(n_users, t0)
         dt_prev = np.full(n_users, -1, dtype=np.int64)
         b_prev = np.full(n_users, -1, dtype=np.int64)
@@ -306,7 +323,7 @@ class BayesNetModel(FlowModel):
             dp = dt_prev[active]
             rows = np.where((dp >= 0)[:, None], dt_cond[np.maximum(dp, 0), hp_], dt_first[hp_])
             dt_code = S.draw_from_cdf(rows, rng)
-            gap = S.from_latent(S.uniform_in_bins(dt_edges, dt_code, rng), self.integer_["dt"])
+            gap = S.from_latent(self._in_bins("dt", dt_code, rng), self.integer_["dt"])
             when = now[active] + gap
             alive = when < end
             active, dt_code, when = active[alive], dt_code[alive], when[alive]
@@ -330,14 +347,12 @@ class BayesNetModel(FlowModel):
         b = np.concatenate(out_b) if out_b else np.zeros(0, dtype=np.int64)
         hour = S.hour_of(ts)
         fields: dict[str, np.ndarray] = {
-            "bytes": S.from_latent(
-                S.uniform_in_bins(self.edges_["bytes"], b, rng), self.integer_["bytes"]
-            )
+            "bytes": S.from_latent(self._in_bins("bytes", b, rng), self.integer_["bytes"])
         }
         for name in self.others_:
             code = S.draw_codes(np.exp(self.tables_[f"cpt_{name}"][b, hour]), rng)
             if name in self.edges_:
-                latent = S.uniform_in_bins(self.edges_[name], code, rng)
+                latent = self._in_bins(name, code, rng)
                 fields[name] = S.from_latent(latent, self.integer_[name])
             else:
                 fields[name] = self.vocabs_[name].decode(code, rng)
@@ -358,6 +373,7 @@ class BayesNetModel(FlowModel):
         self._check_fitted()
         arrays = {f"edges__{k}": v for k, v in self.edges_.items()}
         arrays.update({f"table__{k}": v for k, v in self.tables_.items()})
+        arrays.update({f"quant__{k}": v for k, v in self.quantiles_.items()})
         state = {
             "integer": self.integer_,
             "others": self.others_,
@@ -380,6 +396,9 @@ class BayesNetModel(FlowModel):
         }
         model.tables_ = {
             k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("table__")
+        }
+        model.quantiles_ = {
+            k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("quant__")
         }
         return model
 

@@ -165,6 +165,57 @@ def draw_codes(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return draw_from_cdf(np.cumsum(probs, axis=-1), rng)
 
 
+#: Quantiles kept per own bin (``bin_quantiles``): the within-bin shape of the training values.
+BIN_QUANTILES = 16
+
+
+def bin_quantiles(
+    edges: np.ndarray, codes: np.ndarray, y: np.ndarray, n_q: int = BIN_QUANTILES
+) -> np.ndarray:
+    """Within-bin quantiles of the latent values ``y`` (n,) in own bins ``codes`` (n,):
+    (n_own, n_q + 1), row c from ``edges[c]`` to ``edges[c + 1]`` through the quantiles
+    0..1 of the bin's values (a bin with fewer than 2 values: evenly spaced, i.e. uniform).
+    Piecewise linear between them, it is the bin's within-bin CDF."""
+    n_own = len(edges) - 1
+    probs = np.linspace(0.0, 1.0, n_q + 1)
+    out = edges[:-1, None] + probs[None, :] * (edges[1:] - edges[:-1])[:, None]
+    order = np.argsort(codes, kind="stable")
+    sorted_codes, sorted_y = codes[order], y[order]
+    bounds = np.searchsorted(sorted_codes, np.arange(n_own + 1))
+    for c in range(n_own):
+        vals = sorted_y[bounds[c] : bounds[c + 1]]
+        if len(vals) >= 2:
+            q = np.quantile(vals, probs)
+            q[0], q[-1] = edges[c], edges[c + 1]
+            out[c] = np.maximum.accumulate(np.clip(q, edges[c], edges[c + 1]))
+    return out
+
+
+def draw_in_bins(
+    quantiles: np.ndarray, codes: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Latent values in own bins ``codes`` by inverse CDF of their within-bin quantiles
+    (``bin_quantiles``); float64 (n,)."""
+    n_q = quantiles.shape[1] - 1
+    u = rng.random(len(codes)) * n_q
+    k = np.minimum(np.floor(u).astype(np.int64), n_q - 1)
+    left, right = quantiles[codes, k], quantiles[codes, k + 1]
+    return left + (u - k) * (right - left)
+
+
+def quantile_overlap(quantiles: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Share of each own bin (distributed as its within-bin quantiles say) inside each
+    evaluation interval ``[lo, hi)``, (n_own, n_eval); rows sum to 1 where the intervals
+    partition the line (``overlap_matrix`` for uniform bins)."""
+    probs = np.linspace(0.0, 1.0, quantiles.shape[1])
+    out = np.empty((quantiles.shape[0], len(lo)))
+    for c, q in enumerate(quantiles):
+        cdf_hi = np.interp(np.minimum(hi, q[-1]), q, probs, left=0.0, right=1.0)
+        cdf_lo = np.interp(np.maximum(lo, q[0]), q, probs, left=0.0, right=1.0)
+        out[c] = np.maximum(cdf_hi - cdf_lo, 0.0)
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
+
+
 def uniform_in_bins(edges: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Latent values uniform within own bins ``[edges[c], edges[c+1])``; float64 (n,)."""
     return rng.uniform(edges[codes], edges[codes + 1])
