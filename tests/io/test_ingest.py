@@ -243,10 +243,20 @@ def test_real_samples(tmp_path):
     assert set(pc.unique(t["proto"]).to_pylist()) <= {1, 4, 6, 17, 47, 50, 58}
 
 
-@needs_shared
+LANL2015_SAMPLE = Path(__file__).resolve().parents[2] / "data/lanl2015-sample/flows_first4000.txt"
+
+
+def test_shipped_lanl2015_sample_reads_whole(tmp_path):
+    """The real LANL 2015 lines shipped in data/ (config/lanl2015.yaml): all 4,000 rows."""
+    e = ingest([LANL2015_SAMPLE.parent], tmp_path / "o")["inputs"][0]
+    assert (e["format"], e["rows_written"], e["rejected"]) == ("lanl2015", 4000, 0)
+    t = open_flows(tmp_path / "o").to_table()
+    assert t.num_rows == 4000 and pc.max(t["ts"]).as_py() == 149
+
+
 def test_bz2_copy_of_a_real_sample(tmp_path):
     src = tmp_path / "flows.txt.bz2"
-    src.write_bytes(bz2.compress((SHARED / "lanl2015" / "flows_first4000.txt").read_bytes()))
+    src.write_bytes(bz2.compress(LANL2015_SAMPLE.read_bytes()))
     e = ingest([src], tmp_path / "o")["inputs"][0]
     assert (e["compression"], e["rows_written"], e["truncated"]) == ("bz2", 4000, False)
     shutil.rmtree(tmp_path / "o")
