@@ -15,13 +15,11 @@ shard (``users.shards`` = hosts / 100), every internal host selected. Two ways t
 - ``hosts``: 4x hosts and peers, same days, 4x shards: a shard has as many users and flows as
   at 1x, so ``user_flows`` and ``windows`` should stay flat (``user_flows`` still scans 4x rows);
 - ``days``: same hosts, 4x days, same shards: every user has 4x flows, so the shard's table is
-  4x larger. ``user_flows`` holds its shard's rows: its memory is bounded by about
-  ``peak_rss_per_user_row_bytes`` x the user rows of the shard (it does not stream by day:
-  ``derive_features`` needs each user's flows in (user, ts) order, with ``dt``, the previous
-  flow and the rolling statistics crossing day boundaries, so a day-bounded version is an
-  external sort, not done), so more days need more ``users.shards``. ``windows`` holds one
-  batch cut at user boundaries (a user larger than a batch is held whole) plus the output grid
-  (users x windows, 4x with 4x days).
+  4x larger. ``user_flows`` holds at most ``users.max_rows_in_memory`` user rows
+  (``MAX_ROWS_IN_MEMORY`` here: the 1x shard fits in one group, the 4x shard goes in 4 groups
+  of users through one spill to disk), so its memory stays flat; ``windows`` holds one batch
+  (cut at (user, window) cells) plus the output grid (users x windows x 11 int64, 4x with 4x
+  days: 100 users x 12 days x 288 windows is 30 MB).
 
 Rates: rows per wall second and per CPU second (the 2 cores are shared), and the ratio to a
 reference measured in the same child on the same rows after the job: a plain pandas
@@ -56,6 +54,7 @@ from nfsynth.schema import CANONICAL_SCHEMA
 
 OUT = Path(__file__).parent / "results" / "features.json"
 HOSTS, PEERS, DAYS, USERS_PER_SHARD = 400, 4000, 3, 100
+MAX_ROWS_IN_MEMORY = 400_000  # users.max_rows_in_memory: the 1x shard (~317k rows) in one group
 INTERNAL = ["Comp*"]
 ROLLING = [1.0, 10.0, 60.0]
 
@@ -175,11 +174,15 @@ def job(name: str, data: Path, work: Path, shards: int) -> dict:
         from nfsynth.features.userflows import build_user_flows
 
         split = json.loads(split_path.read_text())
-        table, wall, cpu = clock(
-            lambda: build_user_flows(data, hosts_path, split, 0, shard_path, ROLLING)
+        stats, wall, cpu = clock(
+            lambda: build_user_flows(
+                data, hosts_path, split, 0, shard_path, ROLLING, max_rows=MAX_ROWS_IN_MEMORY
+            )
         )
         result["peak_rss_mb"] = memory_mb()["VmHWM"]
+        result["groups"] = stats["groups"]
         n = json.loads((data / "manifest.json").read_text())["rows"]
+        table = pq.read_table(shard_path, columns=["user", "ts", "packets", "bytes"]).to_pandas()
         m = len(table)
         ts = table["ts"].to_numpy()
         codes = pd.factorize(table["user"])[0]

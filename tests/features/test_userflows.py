@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from nfsynth.features.rolling import rolling_stats
 from nfsynth.features.select import select_users
-from nfsynth.features.userflows import build_user_flows, derive_features
+from nfsynth.features.userflows import build_user_flows, derive_features, user_groups
 from tests.features.flowdata import ROLE_INTERNAL, ROLE_ROWS, canonical_table, write_flows
 
 
@@ -24,9 +24,11 @@ def _users(tmp_path, role_flows, shards=1):
 
 def test_user_table_directions_peers_dt_prev(tmp_path, role_flows):
     split = _users(tmp_path, role_flows)
-    out = build_user_flows(
+    stats = build_user_flows(
         role_flows, tmp_path / "u/hosts.parquet", split, 0, tmp_path / "s.parquet"
     )
+    out = pq.read_table(tmp_path / "s.parquet").to_pandas()
+    assert stats["rows"] == 14 and stats["groups"] == 1
     # each flow between two selected users stands twice; others once
     assert len(out) == 14
     a = out[out["user"] == "10.0.0.1"]
@@ -56,10 +58,9 @@ def test_user_table_directions_peers_dt_prev(tmp_path, role_flows):
 
 def test_shards_partition_the_users(tmp_path, role_flows):
     split = _users(tmp_path, role_flows, shards=2)
-    parts = [
+    for k in (0, 1):
         build_user_flows(role_flows, tmp_path / "u/hosts.parquet", split, k, tmp_path / f"{k}.pq")
-        for k in (0, 1)
-    ]
+    parts = [pq.read_table(tmp_path / f"{k}.pq").to_pandas() for k in (0, 1)]
     assert set(parts[0]["user"]).isdisjoint(set(parts[1]["user"]))
     assert len(parts[0]) + len(parts[1]) == 14
 
@@ -120,5 +121,28 @@ def test_self_loop_flow_counts_once(tmp_path):
     flows = write_flows(canonical_table(rows), tmp_path)
     select_users(flows, tmp_path / "h.parquet", tmp_path / "s.json", internal=["Comp*"],
                  min_flows=1, shards=1)  # fmt: skip
-    out = build_user_flows(flows, tmp_path / "h.parquet", {}, 0, tmp_path / "o.parquet")
+    build_user_flows(flows, tmp_path / "h.parquet", {}, 0, tmp_path / "o.parquet")
+    out = pq.read_table(tmp_path / "o.parquet").to_pandas()
     assert out["direction"].tolist() == ["out", "out"]
+
+
+def test_user_groups_cut_the_name_order_by_rows():
+    groups = user_groups(["c", "a", "d", "b"], [5, 3, 1, 9], max_rows=8)
+    # name order a(3) b(9) c(5) d(1): b alone exceeds the budget and stands alone
+    assert groups == [["a"], ["b"], ["c", "d"]]
+    assert user_groups(["a", "b"], [1, 1], max_rows=10) == [["a", "b"]]
+
+
+def test_grouped_shard_equals_the_one_pass_table(tmp_path, role_flows):
+    """A shard built group by group through the spill is the same table, row for row."""
+    split = _users(tmp_path, role_flows)
+    hosts = tmp_path / "u/hosts.parquet"
+    whole = build_user_flows(role_flows, hosts, split, 0, tmp_path / "one.parquet")
+    cut = build_user_flows(role_flows, hosts, split, 0, tmp_path / "cut.parquet", max_rows=1)
+    assert whole["groups"] == 1 and cut["groups"] == whole["users"] > 1
+    one = pq.read_table(tmp_path / "one.parquet").to_pandas()
+    grouped = pq.read_table(tmp_path / "cut.parquet").to_pandas()
+    pd.testing.assert_frame_equal(one, grouped)
+    assert len(grouped) == cut["rows"] == 14
+    # no spill left beside the output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -74,8 +74,9 @@ def test_streamed_windows_equal_in_memory_and_counts_add_up(tmp_path):
     users = sorted(flows["user"].unique()) + ["idle"]
     first, last = 1000 // 300, (1000 + 86400) // 300
     whole = aggregate(flows, users, first, last, 300)
-    streamed = windows_from_file(tmp_path / "f.parquet", users, first, last, 300, batch_size=101)
-    pd.testing.assert_frame_equal(whole, streamed)
+    for batch_size in (1, 7, 101, 1 << 20):  # cells cut across batches are carried whole
+        streamed = windows_from_file(tmp_path / "f.parquet", users, first, last, 300, batch_size)
+        pd.testing.assert_frame_equal(whole, streamed)
     assert whole["n_flows"].sum() == len(flows)
     per_user = whole.groupby("user")["n_flows"].sum()
     assert per_user.drop("idle").to_dict() == flows.groupby("user").size().to_dict()
@@ -118,3 +119,24 @@ def test_context_rejects_unsorted_windows():
     w = aggregate(FLOWS, ["a", "b"], 1, 4, 300)
     with pytest.raises(ValueError, match="consecutive"):
         context(FLOWS, w.iloc[[1, 0, 2, 3, 4, 5, 6, 7]], C=2, seconds=300)
+
+
+def test_streamed_windows_refuse_rows_not_grouped_by_user(tmp_path):
+    flows = _random_flows(400, 3)
+    shuffled = flows.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    write_user_flows(shuffled, tmp_path / "f.parquet")
+    with pytest.raises(ValueError, match=r"f\.parquet: rows are not grouped by user and time"):
+        windows_from_file(tmp_path / "f.parquet", None, 3, 300, 300, batch_size=50)
+
+
+def test_streamed_windows_drop_flows_of_other_users_with_a_count(tmp_path, caplog):
+    flows = _random_flows(300, 3)
+    write_user_flows(flows, tmp_path / "f.parquet")
+    keep = ["u0", "u2"]
+    first, last = 1000 // 300, (1000 + 86400) // 300
+    with caplog.at_level("WARNING"):
+        w = windows_from_file(tmp_path / "f.parquet", keep, first, last, 300, batch_size=13)
+    n_other = int((flows["user"] == "u1").sum())
+    assert f"{n_other} flows outside the users or the grid dropped" in caplog.text
+    assert w["n_flows"].sum() == len(flows) - n_other
+    pd.testing.assert_frame_equal(w, aggregate(flows, keep, first, last, 300))

@@ -35,6 +35,7 @@ rule user_flows:
         runtime=30,
     params:
         rolling_seconds=config["users"]["rolling_seconds"],
+        max_rows=config["users"]["max_rows_in_memory"],
     script:
         "../scripts/user_flows.py"
 

@@ -21,4 +21,5 @@ build_user_flows(
     int(snakemake.wildcards.shard),
     snakemake.output.flows,
     rolling_seconds=snakemake.params.rolling_seconds,
+    max_rows=snakemake.params.max_rows,
 )

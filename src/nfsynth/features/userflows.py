@@ -4,7 +4,9 @@
 the flows of one shard's users (``src`` or ``dst`` among them, matched on the dictionary of each
 batch), emits each as an ``out`` row for its source user and an ``in`` row for its destination
 user, sorts by (``user``, ``ts``) and adds the derived columns with ``derive_features``.
-Memory: one batch plus the shard's own flows.
+Memory: one batch plus the shard's own flows, up to ``max_rows``; a larger shard is cut into
+groups of users (in name order), spilled to disk by one scan and derived group by group, so a
+job's memory stays flat when the days (and so each user's flows) grow.
 
 ``derive_features`` is the one place derived columns are computed, for real flows and for a
 model's synthetic sample alike (a sample has the canonical columns plus ``user`` and
@@ -24,6 +26,7 @@ model's synthetic sample alike (a sample has the canonical columns plus ``user``
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -246,6 +249,15 @@ def _as_dict(arr: pa.Array) -> pa.Array:
     return pc.dictionary_encode(arr.cast(pa.string()))
 
 
+def _empty_user_flows(dataset: ds.Dataset, columns: list[str]) -> pd.DataFrame:
+    """A zero-row raw user-flow frame with the dataset's columns plus user/direction/peer."""
+    schema = dataset.schema
+    frame = pa.schema([schema.field(c) for c in columns]).empty_table().to_pandas()
+    for c in ("user", "direction", "peer"):
+        frame[c] = pd.Series(dtype=object)
+    return frame
+
+
 def read_user_flows(
     flows: ds.Dataset | str | Path, users: Sequence[str], batch_size: int = 1 << 18
 ) -> pd.DataFrame:
@@ -263,15 +275,71 @@ def read_user_flows(
         n_in += batch.num_rows
         parts.extend(_shard_rows(batch, wanted))
     if not parts:
-        schema = dataset.schema
-        empty = pa.schema([schema.field(c) for c in columns]).empty_table()
-        frame = empty.to_pandas()
-        for c in ("user", "direction", "peer"):
-            frame[c] = pd.Series(dtype=object)
-        return frame
+        return _empty_user_flows(dataset, columns)
     table = pa.concat_tables(parts, promote_options="permissive")
     log.info("read %d flows, kept %d user rows", n_in, table.num_rows)
     return table.to_pandas()
+
+
+def user_groups(users: Sequence[str], rows: Sequence[int], max_rows: int) -> list[list[str]]:
+    """``users`` in name order, cut into consecutive groups of at most ``max_rows`` rows.
+
+    ``rows``: each user's expected user-flow rows (``hosts.parquet``'s ``n_flows``). A user with
+    more than ``max_rows`` rows forms a group alone. Concatenating the groups' tables, each
+    sorted by (user, ts), gives the shard's table sorted by (user, ts).
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    count = dict(zip(users, (int(n) for n in rows), strict=True))
+    groups: list[list[str]] = []
+    current: list[str] = []
+    total = 0
+    for user in sorted(count):
+        if current and total + count[user] > max_rows:
+            groups.append(current)
+            current, total = [], 0
+        current.append(user)
+        total += count[user]
+    if current:
+        groups.append(current)
+    return groups
+
+
+def spill_user_flows(
+    flows: ds.Dataset | str | Path,
+    groups: Sequence[Sequence[str]],
+    directory: str | Path,
+    batch_size: int = 1 << 18,
+) -> list[Path | None]:
+    """One scan of the dataset, each group's raw user flows appended to its own Arrow IPC stream.
+
+    Returns one path per group (None for a group without rows); memory holds one batch. Read a
+    group back with ``pa.ipc.open_stream(path).read_all()`` (the same rows, in the same order,
+    as ``read_user_flows`` of that group).
+    """
+    dataset = flows if isinstance(flows, ds.Dataset) else open_flows(flows)
+    columns = [c for c in dataset.schema.names if c != "day"]
+    wanted = [pa.array(list(g), type=pa.string()) for g in groups]
+    paths = [Path(directory) / f"group-{k:04d}.arrows" for k in range(len(groups))]
+    writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * len(groups)
+    schemas: list[pa.Schema | None] = [None] * len(groups)
+    n_in = n_kept = 0
+    try:
+        for batch in dataset.to_batches(columns=columns, **scan_options(batch_size)):
+            n_in += batch.num_rows
+            for k, users in enumerate(wanted):
+                for part in _shard_rows(batch, users):
+                    if writers[k] is None:
+                        schemas[k] = part.schema
+                        writers[k] = pa.ipc.new_stream(paths[k], part.schema)
+                    writers[k].write_table(part.cast(schemas[k]))
+                    n_kept += part.num_rows
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+    log.info("read %d flows, spilled %d user rows into %d groups", n_in, n_kept, len(groups))
+    return [p if w is not None else None for p, w in zip(paths, writers, strict=True)]
 
 
 def build_user_flows(
@@ -281,37 +349,90 @@ def build_user_flows(
     shard: int,
     out_path: str | Path,
     rolling_seconds: Sequence[float] = DEFAULT_ROLLING,
-) -> pd.DataFrame:
+    max_rows: int = 1_000_000,
+) -> dict[str, Any]:
     """Rule ``user_flows``: the user table of shard ``shard``, written to ``out_path``.
 
-    ``hosts_path``: ``hosts.parquet`` (its metadata gives the ``internal`` patterns);
-    ``split``: the ``split.json`` dict. Returns the table as written.
+    ``hosts_path``: ``hosts.parquet`` (its metadata gives the ``internal`` patterns, its
+    ``n_flows`` each user's rows); ``split``: the ``split.json`` dict. ``max_rows``: user rows
+    held in memory at once. A shard within it is read in one scan and derived at once; a larger
+    one is cut into groups of users (``user_groups``), spilled by one scan into a temporary
+    directory beside ``out_path`` (``spill_user_flows``), then derived and appended group by
+    group, so memory is bounded by ``max_rows`` (and the largest user) whatever the days.
+
+    Returns ``{"users", "rows", "groups", "seconds"}``; the table is the file.
     """
     t0 = time.perf_counter()
     hosts, meta = read_hosts(hosts_path)
-    users = hosts.loc[hosts["shard"] == int(shard), "user"].tolist()
-    raw = read_user_flows(flows_dir, users)
-    table = derive_features(
-        raw, internal=meta.get("internal", []), rolling_seconds=rolling_seconds, split=split
-    )
-    write_user_flows(table, out_path)
+    mine = hosts.loc[hosts["shard"] == int(shard)]
+    users = mine["user"].tolist()
+    groups = user_groups(users, mine["n_flows"].tolist(), max_rows) or [[]]
+    internal = meta.get("internal", [])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def derived(raw: pd.DataFrame) -> pa.Table:
+        table = derive_features(
+            raw, internal=internal, rolling_seconds=rolling_seconds, split=split
+        )
+        return user_flows_table(table)
+
+    n_rows = 0
+    if len(groups) == 1:
+        table = derived(read_user_flows(flows_dir, users))
+        pq.write_table(table, out_path, row_group_size=ROW_GROUP_ROWS)
+        n_rows = table.num_rows
+    else:
+        dataset = open_flows(flows_dir)
+        columns = [c for c in dataset.schema.names if c != "day"]
+        with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
+            spills = spill_user_flows(dataset, groups, tmp)
+            writer: pq.ParquetWriter | None = None
+            try:
+                for spill in spills:
+                    if spill is None:
+                        continue
+                    raw = pa.ipc.open_stream(spill).read_all().to_pandas()
+                    table = derived(raw)
+                    del raw
+                    if writer is None:
+                        writer = pq.ParquetWriter(out_path, table.schema)
+                    writer.write_table(table.cast(writer.schema), row_group_size=ROW_GROUP_ROWS)
+                    n_rows += table.num_rows
+                    del table
+                if writer is None:  # no group had a row
+                    table = derived(_empty_user_flows(dataset, columns))
+                    pq.write_table(table, out_path)
+            finally:
+                if writer is not None:
+                    writer.close()
+    seconds = time.perf_counter() - t0
     log.info(
-        "shard %s: %d users, %d user-flow rows, %d columns, %.2f s",
+        "shard %s: %d users in %d group(s) of <= %d rows, %d user-flow rows, %.2f s",
         shard,
         len(users),
-        len(table),
-        table.shape[1],
-        time.perf_counter() - t0,
+        len(groups),
+        max_rows,
+        n_rows,
+        seconds,
     )
-    return table
+    return {"users": len(users), "rows": n_rows, "groups": len(groups), "seconds": seconds}
 
 
-def write_user_flows(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a user-flow table; string columns as ``string``, categoricals as dictionaries."""
+ROW_GROUP_ROWS = 1 << 16
+
+
+def user_flows_table(df: pd.DataFrame) -> pa.Table:
+    """A user-flow frame as the arrow table written: string columns as ``string``."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     for name in STRING_COLUMNS:
         if name in table.column_names:
             i = table.column_names.index(name)
             table = table.set_column(i, name, table.column(name).cast(pa.string()))
+    return table
+
+
+def write_user_flows(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a user-flow table; string columns as ``string``, categoricals as dictionaries."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=1 << 16)
+    pq.write_table(user_flows_table(df), path, row_group_size=ROW_GROUP_ROWS)

@@ -8,8 +8,9 @@ n_peers, n_dports, n_tcp, n_udp, n_icmp, n_other, n_out, n_in`` (int64). ``bytes
 
 Computation: one integer cell index ``user_code * n_windows + (win - first_win)`` per flow, then
 ``np.bincount`` for sums and counts and a hash ``pd.unique`` of (cell, peer) and (cell, dport)
-pairs for the distinct counts. ``windows_from_file`` streams a user-flow Parquet file in
-batches cut at user boundaries, so memory holds one batch plus the output grid.
+pairs for the distinct counts. ``windows_from_file`` streams a user-flow Parquet file as arrow
+batches (dictionary codes, no pandas) cut at (user, window) cell boundaries, so memory holds one
+batch plus the output grid.
 
 ``context(flows, windows, C)`` gives each flow the rows ``win-C .. win-1`` of its user (oldest
 first), zeros outside the grid: shape ``(n_flows, C, len(WINDOW_FEATURES))``.
@@ -21,13 +22,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,58 @@ def _positions(values: pd.Series, names: Sequence[str]) -> np.ndarray:
     return index.get_indexer(values.astype(object)).astype(np.int64)
 
 
-def _distinct_per_cell(cell: np.ndarray, other: pd.Series, n_cells: int) -> np.ndarray:
-    """Number of distinct values of ``other`` in each cell (int64, shape (n_cells,))."""
-    codes = _codes(other)
+def _distinct_per_cell(cell: np.ndarray, codes: np.ndarray, n_cells: int) -> np.ndarray:
+    """Number of distinct ``codes`` (int64, -1 = null counts as a value) in each cell."""
     width = int(codes.max()) + 2 if len(codes) else 1
     pairs = pd.unique(cell * width + codes + 1)
     return np.bincount(pairs // width, minlength=n_cells).astype(np.int64)
+
+
+def cell_features(
+    cell: np.ndarray,
+    n_cells: int,
+    bytes_: np.ndarray,
+    packets: np.ndarray,
+    peer: np.ndarray,
+    dport: np.ndarray,
+    proto: np.ndarray,
+    is_out: np.ndarray,
+) -> np.ndarray:
+    """The window features of flows already mapped to cells: int64 ``(n_cells, 11)``.
+
+    ``cell`` (int64, shape (n,)): each flow's cell in ``0..n_cells-1``; ``bytes_``/``packets``
+    numbers; ``peer``/``dport`` int64 codes (-1 = null); ``proto`` IP protocol numbers;
+    ``is_out`` bool. Columns in the order of ``WINDOW_FEATURES``.
+    """
+    out = np.empty((n_cells, len(WINDOW_FEATURES)), dtype=np.int64)
+    n_flows = np.bincount(cell, minlength=n_cells)
+    out[:, 0] = n_flows
+    out[:, 1] = np.rint(np.bincount(cell, weights=bytes_, minlength=n_cells))
+    out[:, 2] = np.rint(np.bincount(cell, weights=packets, minlength=n_cells))
+    out[:, 3] = _distinct_per_cell(cell, peer, n_cells)
+    out[:, 4] = _distinct_per_cell(cell, dport, n_cells)
+    pcls = _PROTO_CLASS[np.asarray(proto).astype(np.int64) & 255]
+    out[:, 5:9] = np.bincount(cell * 4 + pcls, minlength=4 * n_cells).reshape(n_cells, 4)
+    n_out = np.bincount(cell, weights=is_out, minlength=n_cells).astype(np.int64)
+    out[:, 9] = n_out
+    out[:, 10] = n_flows - n_out
+    return out
+
+
+def grid_frame(
+    users: Sequence[str], first_win: int, last_win: int, seconds: float, values: np.ndarray
+) -> pd.DataFrame:
+    """The windows table: ``values`` int64 ``(len(users) * n_windows, 11)`` in user-major order."""
+    n_win = int(last_win) - int(first_win) + 1
+    win = np.tile(np.arange(int(first_win), int(last_win) + 1, dtype=np.int64), len(users))
+    cols: dict[str, Any] = {
+        "user": np.repeat(np.asarray(list(users), dtype=object), n_win),
+        "win": win,
+        "win_start": win.astype(np.float64) * float(seconds),
+    }
+    for k, name in enumerate(WINDOW_FEATURES):
+        cols[name] = values[:, k]
+    return pd.DataFrame(cols, copy=False)
 
 
 def aggregate(
@@ -108,32 +156,46 @@ def aggregate(
     if not ok.all():
         log.warning("windows: %d flows outside the users or the grid dropped", int((~ok).sum()))
         flows, ucode, w = flows[ok], ucode[ok], w[ok]
-    cell = ucode * n_win + w
-    out: dict[str, Any] = {}
-    out["n_flows"] = np.bincount(cell, minlength=n_cells)
-    for field in ("bytes", "packets"):
-        weights = flows[field].to_numpy(np.float64)
-        out[field] = np.rint(np.bincount(cell, weights=weights, minlength=n_cells))
-    out["n_peers"] = _distinct_per_cell(cell, flows["peer"], n_cells)
-    out["n_dports"] = _distinct_per_cell(cell, flows["dport"], n_cells)
-    pcls = _PROTO_CLASS[flows["proto"].to_numpy().astype(np.int64) & 255]
-    per_proto = np.bincount(cell * 4 + pcls, minlength=4 * n_cells).reshape(n_cells, 4)
-    for k, name in enumerate(("n_tcp", "n_udp", "n_icmp", "n_other")):
-        out[name] = per_proto[:, k]
-    is_out = _positions(flows["direction"], ["out"]) == 0
-    out["n_out"] = np.bincount(cell, weights=is_out, minlength=n_cells)
-    out["n_in"] = out["n_flows"] - out["n_out"]
-    win = np.tile(np.arange(int(first_win), int(last_win) + 1, dtype=np.int64), len(users))
-    frame = pd.DataFrame(
-        {
-            "user": np.repeat(np.asarray(users, dtype=object), n_win),
-            "win": win,
-            "win_start": win.astype(np.float64) * float(seconds),
-        }
+    values = cell_features(
+        ucode * n_win + w,
+        n_cells,
+        flows["bytes"].to_numpy(np.float64),
+        flows["packets"].to_numpy(np.float64),
+        _codes(flows["peer"]),
+        _codes(flows["dport"]),
+        flows["proto"].to_numpy(),
+        _positions(flows["direction"], ["out"]) == 0,
     )
-    for name in WINDOW_FEATURES:
-        frame[name] = np.asarray(out[name]).astype(np.int64)
-    return frame
+    return grid_frame(users, first_win, last_win, seconds, values)
+
+
+def _dict_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(int64 indices with -1 for null, dictionary) of a dictionary column (one chunk)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    idx = col.indices
+    if idx.null_count:
+        idx = pc.fill_null(idx, -1)
+    return idx.to_numpy(zero_copy_only=False).astype(np.int64), col.dictionary
+
+
+def _numbers(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column as float64 numpy (nulls as 0)."""
+    col = table.column(name)
+    if col.null_count:
+        col = pc.fill_null(col, 0)
+    return col.to_numpy().astype(np.float64, copy=False)
+
+
+def _row_group_batches(
+    pf: pq.ParquetFile, columns: list[str], batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """The file's rows as record batches of at most ``batch_size`` rows, one row group read at
+    a time (``iter_batches`` read ahead several row groups: memory grew with the file)."""
+    for i in range(pf.num_row_groups):
+        yield from pf.read_row_group(i, columns=columns).to_batches(max_chunksize=batch_size)
 
 
 def windows_from_file(
@@ -142,52 +204,96 @@ def windows_from_file(
     first_win: int,
     last_win: int,
     seconds: float,
-    batch_size: int = 1 << 20,
+    batch_size: int = 1 << 16,
 ) -> pd.DataFrame:
-    """Windows of a user-flow Parquet file sorted by user (one shard), streamed in batches.
+    """Windows of a user-flow Parquet file sorted by (user, ts) (one shard), streamed.
 
-    ``users``: the shard's users (all get rows, even with no flows); None: the users found.
+    ``users``: the shard's users, the output order (all get rows, even with no flows); None: the
+    users found, sorted. Reads one row group at a time, in batches of at most ``batch_size``
+    rows, as arrow (dictionary codes, no pandas), cuts each batch after its last complete (user,
+    window) cell and carries the rest into the next batch, and accumulates into the output grid:
+    memory is one row group plus the grid (users x windows x 11 int64). A file whose cells are
+    not contiguous (rows not grouped by user and time) is refused.
     """
-    pf = pq.ParquetFile(path, read_dictionary=["user", "peer", "dport", "direction"])
-    frames: list[pd.DataFrame] = []
-    seen: list[str] = []
-    carry: pa.Table | None = None
-    for batch in pf.iter_batches(batch_size=batch_size, columns=NEEDED_COLUMNS):
-        table = pa.Table.from_batches([batch])
-        if carry is not None and carry.num_rows:
-            table = pa.concat_tables([carry, table]).unify_dictionaries()
-        user = table.column("user").combine_chunks()
-        codes = user.indices.to_numpy(zero_copy_only=False)
-        last = codes[-1] if len(codes) else -1
-        diff = codes != last
-        cut = len(codes) - int(diff[::-1].argmax()) if diff.any() else 0
-        done, carry = table.slice(0, cut), table.slice(cut)
-        if done.num_rows:
-            chunk = done.to_pandas()
-            names = [str(u) for u in pd.unique(chunk["user"].astype(object))]
-            frames.append(aggregate(chunk, names, first_win, last_win, seconds))
-            seen.extend(names)
-    if carry is not None and carry.num_rows:
-        chunk = carry.to_pandas()
-        names = [str(u) for u in pd.unique(chunk["user"].astype(object))]
-        frames.append(aggregate(chunk, names, first_win, last_win, seconds))
-        seen.extend(names)
-    if len(seen) != len(set(seen)):
-        raise ValueError(f"{path}: rows are not grouped by user (a user appears twice)")
+    dict_cols = ["user", "peer", "dport", "direction"]
+    pf = pq.ParquetFile(path, read_dictionary=dict_cols, pre_buffer=False)
     if users is None:
-        users = sorted(seen)
-    missing = [u for u in users if u not in set(seen)]
-    if missing:
-        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in NEEDED_COLUMNS})
-        frames.append(aggregate(empty, missing, first_win, last_win, seconds))
-    if not frames:
-        return aggregate(pd.DataFrame(columns=NEEDED_COLUMNS), [], first_win, last_win, seconds)
-    result = pd.concat(frames, ignore_index=True)
-    order = pd.Index(list(users)).get_indexer(result["user"])
-    result = result[order >= 0]
-    return result.iloc[np.lexsort((result["win"].to_numpy(), order[order >= 0]))].reset_index(
-        drop=True
-    )
+        found = pq.read_table(path, columns=["user"]).column("user").unique()
+        users = sorted(str(u) for u in found.to_pylist() if u is not None)
+    users = list(users)
+    n_win = int(last_win) - int(first_win) + 1
+    if n_win <= 0:
+        raise ValueError(f"window grid is empty: first_win={first_win} > last_win={last_win}")
+    n_cells = len(users) * n_win
+    values = np.zeros((n_cells, len(WINDOW_FEATURES)), dtype=np.int64)
+    done = np.zeros(n_cells, dtype=bool)
+    user_index = pd.Index(users, dtype=object)
+    carry: pa.Table | None = None
+    dropped = 0
+    batches = _row_group_batches(pf, NEEDED_COLUMNS, batch_size)
+    while True:
+        batch = next(batches, None)
+        last = batch is None
+        if last:
+            table = carry
+        else:
+            table = pa.Table.from_batches([batch])
+            if carry is not None and carry.num_rows:
+                table = pa.concat_tables([carry, table]).unify_dictionaries()
+        if table is None or table.num_rows == 0:
+            if last:
+                break
+            continue
+        u_idx, u_dict = _dict_codes(table.column("user"))
+        lookup = np.r_[user_index.get_indexer(u_dict.to_pylist()), -1]
+        ucode = lookup[u_idx]  # null user (-1) -> lookup[-1] = -1
+        w = window_index(table.column("ts").to_numpy(), seconds) - int(first_win)
+        ok = (ucode >= 0) & (w >= 0) & (w < n_win)
+        cell = np.where(ok, ucode * n_win + np.clip(w, 0, n_win - 1), -1)
+        # cut after the last complete cell (its rows may go on in the next batch)
+        change = np.flatnonzero(cell[1:] != cell[:-1]) + 1
+        cut = table.num_rows if last or not len(change) else int(change[-1])
+        if not last and not len(change):  # one cell fills the batch: keep reading
+            carry = table
+            continue
+        carry = table.slice(cut)
+        part, cell, ok = table.slice(0, cut), cell[:cut], ok[:cut]
+        if not ok.all():
+            dropped += int((~ok).sum())
+            sel = np.flatnonzero(ok)
+            part, cell = part.take(sel), cell[sel]
+        if len(cell) == 0:
+            if last:
+                break
+            continue
+        new = np.r_[True, cell[1:] != cell[:-1]]
+        local = cell[new]  # the part's cells in row order; pos: each row's run
+        pos = np.cumsum(new) - 1
+        if not (np.all(local[1:] > local[:-1]) or len(np.unique(local)) == len(local)) or (
+            done[local].any()
+        ):
+            raise ValueError(
+                f"{path}: rows are not grouped by user and time (a (user, window) cell "
+                "appears twice); the user-flow table must be sorted by (user, ts)"
+            )
+        done[local] = True
+        d_idx, d_dict = _dict_codes(part.column("direction"))
+        is_out = np.r_[np.asarray(d_dict.to_pylist(), dtype=object) == "out", False][d_idx]
+        values[local] = cell_features(
+            pos,
+            len(local),
+            _numbers(part, "bytes"),
+            _numbers(part, "packets"),
+            _dict_codes(part.column("peer"))[0],
+            _dict_codes(part.column("dport"))[0],
+            part.column("proto").to_numpy(zero_copy_only=False),
+            is_out,
+        )
+        if last:
+            break
+    if dropped:
+        log.warning("windows: %d flows outside the users or the grid dropped", dropped)
+    return grid_frame(users, first_win, last_win, seconds, values)
 
 
 def build_windows(
@@ -209,8 +315,12 @@ def build_windows(
     t0 = time.perf_counter()
     first_win, last_win = grid(first_ts, last_ts, seconds)
     frame = windows_from_file(flows_path, users, first_win, last_win, seconds)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.set_column(0, "user", table.column("user").cast(pa.string()))
+    table = pa.table(
+        {
+            "user": pa.array(frame["user"].to_numpy(), type=pa.string()),
+            **{c: frame[c].to_numpy() for c in WINDOW_COLUMNS[1:]},
+        }
+    )
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out_path)
     n_users = int(frame["user"].nunique())
