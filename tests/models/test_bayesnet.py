@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from nfsynth.evalspace import EvalSpace
-from nfsynth.models.bayesnet import BayesNetModel, bin_edges
+from nfsynth.models.bayesnet import BayesNetModel, bin_edges, stationary_hour_factor
 from nfsynth.models.independent import IndependentModel
 from nfsynth.models.sampling import draw_codes
 from tests.models.conftest import frame_tables, make_user_flows
@@ -98,3 +98,24 @@ def test_b2_beats_b1_on_previous_flow_dependence(b1, b2, planted_tables):
     same_user = sample["user"].to_numpy()[1:] == sample["user"].to_numpy()[:-1]
     stay = (large[1:] == large[:-1])[same_user].mean()
     assert stay > 0.8
+
+
+def test_chains_keep_the_hour_marginal(b2):
+    """The hour factor is calibrated: at every hour, P(X | T) is the stationary distribution of
+    the chain P(X | X_prev, T), so the hour's evidence does not compound along a host's flows."""
+    for key in ("bytes", "dt"):
+        cond = np.exp(b2.tables_[f"{key}_cond"])  # [x_prev, t, x]
+        first = np.exp(b2.tables_[f"{key}_first"])  # [t, x]
+        np.testing.assert_allclose(np.einsum("tp,ptx->tx", first, cond), first, atol=1e-8)
+
+
+def test_hour_factor_is_naive_bayes_without_persistence():
+    rng = np.random.default_rng(0)
+    p_x = rng.dirichlet(np.ones(5))
+    t_x = rng.dirichlet(np.ones(24), size=5)  # P(T | X), (5, 24)
+    first = np.log(p_x[None, :] * t_x.T)
+    first -= np.log(np.exp(first).sum(axis=1, keepdims=True))
+    pair = np.log(np.tile(p_x, (5, 1)).T * p_x[None, :])  # P(X_prev) P(X): no information
+    factor = stationary_hour_factor(first, pair)
+    expected = np.log(t_x.T) - np.log(t_x.T).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(factor - factor.mean(axis=1, keepdims=True), expected, atol=1e-6)
