@@ -13,6 +13,7 @@ from nfsynth.features.select import (
     count_hosts,
     make_split,
     read_hosts,
+    scan_batches,
     select_hosts,
     select_users,
     time_range,
@@ -133,8 +134,11 @@ def test_counting_streams_in_batches_with_same_answer(tmp_path):
     rng = np.random.default_rng(0)
     names = np.array([f"Comp{i}" for i in range(30)] + [f"IP{i}" for i in range(10)])
     src, dst = rng.choice(names, 2000), rng.choice(names, 2000)
-    rows = [(float(i), s, d, 6, "80", 1, 1) for i, (s, d) in enumerate(zip(src, dst, strict=True))]
+    # a flow a minute: two day files, each with its own dictionaries (the per-file memo of
+    # dictionary-derived values must not leak across files)
+    rows = [(60.0 * i, s, d, 6, "80", 1, 1) for i, (s, d) in enumerate(zip(src, dst, strict=True))]
     flows = write_flows(canonical_table(rows), tmp_path)
+    assert len(list(flows.glob("day=*/*.parquet"))) == 2
     whole = count_hosts(flows, ["Comp*"])
     small = count_hosts(flows, ["Comp*"], batch_size=97)
     assert whole.equals(small)
@@ -144,3 +148,28 @@ def test_counting_streams_in_batches_with_same_answer(tmp_path):
         assert row["n_out"] == np.sum(src == user)
         assert row["n_in"] == np.sum((dst == user) & (src != user))
         assert row["n_ext_out"] == np.sum((src == user) & np.char.startswith(dst.astype(str), "IP"))
+
+
+def test_scan_batches_reads_every_row_in_order_with_the_dataset_types(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nfsynth.io.dataset import open_flows
+
+    rows = [(3600.0 * i, f"Comp{i % 3}", "IP1", 6, "80", 1, 1) for i in range(60)]
+    flows = write_flows(canonical_table(rows), tmp_path)
+    # a third day written without the optional reverse counts
+    extra = canonical_table([(3 * 86400.0, "Comp9", "IP2", 17, "53", 2, 5)])
+    extra = extra.drop_columns(
+        [c for c in ("rev_bytes", "rev_packets", "day") if c in extra.column_names]
+    )
+    (flows / "day=1970-01-04").mkdir()
+    pq.write_table(extra, flows / "day=1970-01-04" / "part-0.parquet")
+    dataset = open_flows(flows)
+    columns = ["ts", "src", "rev_bytes"]
+    batches = list(scan_batches(dataset, columns, batch_size=7))
+    assert all(b.num_rows <= 7 for b in batches)
+    got = pa.Table.from_batches(batches)
+    assert got.schema == pa.schema([dataset.schema.field(c) for c in columns])
+    assert got.column("ts").to_pylist() == [r[0] for r in rows] + [3 * 86400.0]
+    assert got.column("rev_bytes").to_pylist()[-1] is None

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,16 +180,47 @@ def _dict_parts(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return col.indices.to_numpy(zero_copy_only=False).astype(np.int64), col.dictionary
 
 
-def _batch_counts(batch: pa.RecordBatch, is_internal: Callable) -> pd.DataFrame:
+class _DictionaryMemo:
+    """What ``_batch_counts`` derives from a batch's src/dst dictionaries, kept while the next
+    batches carry equal dictionaries (the batches of one Parquet file share the file's
+    dictionary: without it every batch matched and hashed every host name of the file again,
+    and time and peak memory grew with the number of hosts)."""
+
+    def __init__(self) -> None:
+        self.dicts: tuple[pa.Array, pa.Array] | None = None
+        self.derived: tuple[np.ndarray, ...] = ()
+
+    def get(self, s_dict: pa.Array, d_dict: pa.Array, is_internal: Callable) -> tuple:
+        """(s_internal, d_internal, s_names, d_names, d_in_s) of these dictionaries."""
+        if self.dicts is not None and all(
+            len(a) == len(b) and a.equals(b)
+            for a, b in zip(self.dicts, (s_dict, d_dict), strict=True)
+        ):
+            return self.derived
+        s_names = s_dict.cast(pa.string()).to_numpy(zero_copy_only=False)
+        d_names = d_dict.cast(pa.string()).to_numpy(zero_copy_only=False)
+        d_in_s = pc.fill_null(pc.index_in(d_dict.cast(pa.string()), s_dict.cast(pa.string())), -1)
+        self.dicts = (s_dict, d_dict)
+        self.derived = (
+            is_internal(s_dict),
+            is_internal(d_dict),
+            s_names,
+            d_names,
+            d_in_s.to_numpy(zero_copy_only=False),
+        )
+        return self.derived
+
+
+def _batch_counts(
+    batch: pa.RecordBatch, is_internal: Callable, memo: _DictionaryMemo | None = None
+) -> pd.DataFrame:
     """Per-host counts of one batch, internal hosts only (columns HOST_COUNT_COLUMNS but n_flows)."""
     s_idx, s_dict = _dict_parts(batch.column("src"))
     d_idx, d_dict = _dict_parts(batch.column("dst"))
-    s_int_d, d_int_d = is_internal(s_dict), is_internal(d_dict)
+    memo = memo if memo is not None else _DictionaryMemo()
+    s_int_d, d_int_d, s_names, d_names, d_in_s = memo.get(s_dict, d_dict, is_internal)
     s_int, d_int = s_int_d[s_idx], d_int_d[d_idx]
-    s_names = s_dict.cast(pa.string()).to_numpy(zero_copy_only=False)
-    d_names = d_dict.cast(pa.string()).to_numpy(zero_copy_only=False)
-    d_in_s = pc.fill_null(pc.index_in(d_dict.cast(pa.string()), s_dict.cast(pa.string())), -1)
-    self_loop = d_in_s.to_numpy(zero_copy_only=False)[d_idx] == s_idx
+    self_loop = d_in_s[d_idx] == s_idx
     ns, nd = len(s_dict), len(d_dict)
     out = pd.DataFrame(
         {
@@ -219,8 +250,7 @@ def count_hosts(
 ) -> pd.DataFrame:
     """Flow counts of every internal host, streamed over the dataset.
 
-    Memory: one batch of ``batch_size`` rows (no read-ahead: pyarrow's default buffers up to 16
-    batches, which made the peak grow with the size of the day files).
+    Memory: one row group (``scan_batches``) plus the counts of the hosts seen.
 
     Returns a DataFrame indexed by nothing, columns ``user`` and ``HOST_COUNT_COLUMNS`` (int64),
     sorted by ``n_flows`` descending then ``user``. ``n_flows = n_out + n_in``.
@@ -230,12 +260,13 @@ def count_hosts(
     is_internal = as_filter(internal)
     total: pd.DataFrame | None = None
     pending: list[pd.DataFrame] = []
+    memo = _DictionaryMemo()
     n_rows = 0
-    for batch in dataset.to_batches(columns=["src", "dst"], **scan_options(batch_size)):
+    for batch in scan_batches(dataset, ["src", "dst"], batch_size):
         if batch.num_rows == 0:
             continue
         n_rows += batch.num_rows
-        pending.append(_batch_counts(batch, is_internal))
+        pending.append(_batch_counts(batch, is_internal, memo))
         if len(pending) >= 16:
             total = _merge([total, *pending])
             pending = []
@@ -255,18 +286,28 @@ def count_hosts(
     return total.reset_index(drop=True)
 
 
-def scan_options(batch_size: int) -> dict[str, Any]:
-    """``Dataset.to_batches`` options for a bounded-memory scan of Parquet fragments.
+def scan_batches(
+    dataset: ds.Dataset, columns: Sequence[str], batch_size: int = 1 << 18
+) -> Iterator[pa.RecordBatch]:
+    """The dataset's ``columns``, file by file and row group by row group, read synchronously.
 
-    One batch and one file read ahead, and no pre-buffering (pyarrow's default coalesces the
-    reads of a whole file: peak memory grew with the size of the day files).
+    Memory: one row group. (pyarrow's scanner decodes ahead of a slow consumer until its
+    backpressure limit, about 64 MB of batches, even with ``batch_readahead=1``: the peak of
+    host counting grew with the size of the day files.) Batches have at most ``batch_size`` rows
+    and the dataset's types for ``columns``; a column missing from a file is null there.
     """
-    return {
-        "batch_size": int(batch_size),
-        "batch_readahead": 1,
-        "fragment_readahead": 1,
-        "fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False),
-    }
+    fields = [dataset.schema.field(c) for c in columns]
+    target = pa.schema(fields)
+    for fragment in dataset.get_fragments():
+        pf = pq.ParquetFile(fragment.path, pre_buffer=False)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        for i in range(pf.num_row_groups):
+            table = pf.read_row_group(i, columns=present)
+            for field in fields:
+                if field.name not in present:
+                    table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+            table = table.select(list(columns)).cast(target)
+            yield from table.to_batches(max_chunksize=batch_size)
 
 
 def _merge(parts: list[pd.DataFrame | None]) -> pd.DataFrame:

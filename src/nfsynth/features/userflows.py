@@ -40,7 +40,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nfsynth.features.rolling import add_rolling
-from nfsynth.features.select import as_filter, read_hosts, scan_options
+from nfsynth.features.select import as_filter, read_hosts, scan_batches
 from nfsynth.io.dataset import open_flows
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def read_user_flows(
     wanted = pa.array(list(users), type=pa.string())
     parts: list[pa.Table] = []
     n_in = 0
-    for batch in dataset.to_batches(columns=columns, **scan_options(batch_size)):
+    for batch in scan_batches(dataset, columns, batch_size):
         n_in += batch.num_rows
         parts.extend(_shard_rows(batch, wanted))
     if not parts:
@@ -325,7 +325,7 @@ def spill_user_flows(
     schemas: list[pa.Schema | None] = [None] * len(groups)
     n_in = n_kept = 0
     try:
-        for batch in dataset.to_batches(columns=columns, **scan_options(batch_size)):
+        for batch in scan_batches(dataset, columns, batch_size):
             n_in += batch.num_rows
             for k, users in enumerate(wanted):
                 for part in _shard_rows(batch, users):

@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,17 +118,18 @@ def cell_features(
 def grid_frame(
     users: Sequence[str], first_win: int, last_win: int, seconds: float, values: np.ndarray
 ) -> pd.DataFrame:
-    """The windows table: ``values`` int64 ``(len(users) * n_windows, 11)`` in user-major order."""
+    """The windows table: ``values`` int64 ``(len(users) * n_windows, 11)`` in user-major order.
+
+    ``values`` in Fortran order (the transpose of a feature-major array) becomes the frame's
+    block without a copy.
+    """
     n_win = int(last_win) - int(first_win) + 1
     win = np.tile(np.arange(int(first_win), int(last_win) + 1, dtype=np.int64), len(users))
-    cols: dict[str, Any] = {
-        "user": np.repeat(np.asarray(list(users), dtype=object), n_win),
-        "win": win,
-        "win_start": win.astype(np.float64) * float(seconds),
-    }
-    for k, name in enumerate(WINDOW_FEATURES):
-        cols[name] = values[:, k]
-    return pd.DataFrame(cols, copy=False)
+    frame = pd.DataFrame(values, columns=list(WINDOW_FEATURES), copy=False)
+    frame.insert(0, "user", np.repeat(np.asarray(list(users), dtype=object), n_win))
+    frame.insert(1, "win", win)
+    frame.insert(2, "win_start", win.astype(np.float64) * float(seconds))
+    return frame
 
 
 def aggregate(
@@ -225,7 +225,7 @@ def windows_from_file(
     if n_win <= 0:
         raise ValueError(f"window grid is empty: first_win={first_win} > last_win={last_win}")
     n_cells = len(users) * n_win
-    values = np.zeros((n_cells, len(WINDOW_FEATURES)), dtype=np.int64)
+    values = np.zeros((len(WINDOW_FEATURES), n_cells), dtype=np.int64)  # feature-major
     done = np.zeros(n_cells, dtype=bool)
     user_index = pd.Index(users, dtype=object)
     carry: pa.Table | None = None
@@ -279,7 +279,7 @@ def windows_from_file(
         done[local] = True
         d_idx, d_dict = _dict_codes(part.column("direction"))
         is_out = np.r_[np.asarray(d_dict.to_pylist(), dtype=object) == "out", False][d_idx]
-        values[local] = cell_features(
+        values[:, local] = cell_features(
             pos,
             len(local),
             _numbers(part, "bytes"),
@@ -288,12 +288,12 @@ def windows_from_file(
             _dict_codes(part.column("dport"))[0],
             part.column("proto").to_numpy(zero_copy_only=False),
             is_out,
-        )
+        ).T
         if last:
             break
     if dropped:
         log.warning("windows: %d flows outside the users or the grid dropped", dropped)
-    return grid_frame(users, first_win, last_win, seconds, values)
+    return grid_frame(users, first_win, last_win, seconds, values.T)
 
 
 def build_windows(
