@@ -310,3 +310,49 @@ def test_context_profile_is_the_hosts_mean_window_by_time_of_day(fitted: NeuralF
         fitted.ctx_profile_ = saved
     want_wod = np.r_[np.arange(264, 288), np.arange(0, 12)]
     np.testing.assert_allclose(ctx0[0], profile[hid[0], want_wod])
+
+
+def test_count_floor_owns_the_left_tail_and_samples_keep_it(
+    fitted: NeuralFlowModel, flows: pd.DataFrame
+) -> None:
+    """Training packets are >= 1: packets = 1 owns the mixture's left tail, 0 has probability
+    0 (the tail leaked 0.9% zero-packet flows into the simulator's samples); the evaluation
+    bins still sum to 1."""
+    assert fitted.specs_["packets"].floor == 1.0 and fitted.specs_["duration"].floor == 0.0
+    sample = fitted.sample(4, 86400.0, 1.0, seed=1).to_pandas()
+    assert len(sample) and (sample["packets"] >= 1).all()
+    space = fitted.space_
+    frame = flows.head(30).reset_index(drop=True)
+    edges = space.edges["packets"]
+    probs = {}
+    for k in range(len(edges) - 1):
+        probe = frame.copy()
+        probe.loc[29, "packets"] = int(np.ceil(np.expm1(edges[k]))) if k else 0
+        code = int(space.encode_field("packets", probe["packets"].to_numpy())[29])
+        if code == k and k not in probs:
+            probs[k] = float(np.exp(fitted.field_log_probs(probe)["packets"][29]))
+    assert 0.95 < sum(probs.values()) <= 1.0 + 1e-4
+    from nfsynth.models.neural_vocab import value_interval
+
+    lo, hi, width = value_interval(np.array([0.0, 1.0, 2.0]), fitted.specs_["packets"], None)
+    assert width[0] == 0.0  # 0 packets: an empty cell
+    assert np.isneginf(lo[1]) and np.isclose(hi[1], np.log1p(1.5))  # 1 packet: the left tail
+    assert np.isclose(lo[2], np.log1p(1.5)) and np.isclose(hi[2], np.log1p(2.5))
+
+
+def test_ratio_field_without_packets_is_zero_with_certainty() -> None:
+    """rev_bytes of a flow without reverse packets is 0 for sure: its cell spans the whole
+    latent line (probability 1); other rows keep their cells; bytes per packet's lower
+    truncation (lat_lo) comes from the flows with packets only."""
+    from nfsynth.models.neural_vocab import base_is_zero, build_spec, value_interval
+
+    frame = pd.DataFrame(
+        {"rev_packets": [0, 0, 1, 2, 3] * 40, "rev_bytes": [0, 0, 60, 200, 300] * 40}
+    )
+    spec = build_spec("rev_bytes", frame)
+    assert np.isclose(spec.lat_lo, np.log(60.0), atol=1e-6)  # not log(0.5) of the zeros
+    x = frame["rev_bytes"].to_numpy(dtype=float)
+    base = np.maximum(frame["rev_packets"].to_numpy(dtype=float), 1.0)
+    lo, hi, width = value_interval(x, spec, base, None, base_is_zero(frame, "rev_bytes"))
+    assert np.isneginf(lo[:2]).all() and np.isposinf(hi[:2]).all() and (width[:2] == 1).all()
+    assert np.isclose(lo[2], np.log(59.5)) and np.isclose(hi[3], np.log(200.5 / 2))

@@ -78,6 +78,7 @@ from nfsynth.models.neural_vocab import (
     ContinuousSpec,
     Encoded,
     TimeWarp,
+    base_is_zero,
     build_spec,
     build_vocab,
     encode_frame,
@@ -612,6 +613,7 @@ class NeuralFlowModel(FlowModel):
                     self.specs_[f],
                     latent_base(enc.frame, f),
                     gap,
+                    base_is_zero(enc.frame, f),
                 )
                 targets[f] = (
                     f,

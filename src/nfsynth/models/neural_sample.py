@@ -235,7 +235,7 @@ class StepSampler:
                     y = np.clip(y, math.log(BPP_RANGE[0]), math.log(BPP_RANGE[1]))
                     x = np.round(np.maximum(base, 1.0) * np.exp(y) / r) * r * (base > 0)
                 else:
-                    x = np.maximum(np.round(np.expm1(y) / r), 0.0) * r
+                    x = np.maximum(np.round(np.expm1(y) / r), spec.floor_cell) * r
                     if f == "dt":
                         x = x * fac
                 if f == "dt":

@@ -23,7 +23,10 @@ Fields, in the fixed generation order (``FIELD_ORDER``)::
   for ``bytes`` and ``rev_bytes``: ``log(x / max(packets, 1))`` (log bytes per packet, so
   bytes are generated given packets). A grid value ``k * r`` owns the raw interval
   ``[(k - 1/2) r, (k + 1/2) r)`` (``k = 0``: everything below ``r / 2``); its probability is
-  the latent mixture's mass over the mapped interval, so likelihoods are exact.
+  the latent mixture's mass over the mapped interval, so likelihoods are exact. A ratio field
+  whose packet count is 0 is 0 with certainty (the sampler writes 0): those rows are neither
+  trained on nor scored by the mixture, which models bytes per packet of flows with packets
+  (its lower truncation, ``lat_lo``, is their 0.1% quantile).
 """
 
 from __future__ import annotations
@@ -274,13 +277,22 @@ class TimeWarp:
 @dataclass
 class ContinuousSpec:
     """A continuous field: grid ``resolution`` (raw units), ``scale`` (max log1p value, for
-    the input embedding) and the latent range seen in training (``lat_lo``, ``lat_hi``)."""
+    the input embedding), the latent range seen in training (``lat_lo``, ``lat_hi``) and
+    ``floor``, the smallest training value of a plain (not ratio, not gap) field: its grid
+    cell owns the mixture's whole left tail and smaller values have probability 0 (a flow
+    has at least the packets of the smallest training flow, not 0 from the tail's leak)."""
 
     name: str
     resolution: float
     scale: float
     lat_lo: float
     lat_hi: float
+    floor: float = 0.0
+
+    @property
+    def floor_cell(self) -> float:
+        """Grid index ``k`` of ``floor`` (float, for numpy)."""
+        return float(np.rint(self.floor / self.resolution))
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -308,6 +320,13 @@ def latent_base(flows: pd.DataFrame, name: str) -> np.ndarray | None:
     return np.maximum(raw_values(flows, RATIO_BASE[name]), 1.0)
 
 
+def base_is_zero(flows: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Rows of a ratio field whose packet count is 0 (bool (n,)), or None for other fields."""
+    if name not in RATIO_BASE:
+        return None
+    return raw_values(flows, RATIO_BASE[name]) <= 0
+
+
 def build_spec(name: str, flows: pd.DataFrame, latent: np.ndarray | None = None) -> ContinuousSpec:
     """Spec of a continuous field; ``latent`` overrides the field's latent values (``dt``)."""
     x = raw_values(flows, name)
@@ -315,14 +334,20 @@ def build_spec(name: str, flows: pd.DataFrame, latent: np.ndarray | None = None)
     resolution = 1.0 if integer else 0.001
     base = latent_base(flows, name)
     lat = np.log1p(x) if base is None else np.log(np.maximum(x, 0.5 * resolution) / base)
+    if base is not None:  # bytes per packet of the flows with packets (the rest are 0 bytes)
+        lat = lat[~base_is_zero(flows, name)]
+    floor = 0.0
     if latent is not None:
         lat = latent[np.isfinite(latent)]
+    elif base is None and len(x):
+        floor = float(np.rint(x.min() / resolution) * resolution)
     return ContinuousSpec(
         name=name,
         resolution=resolution,
         scale=float(max(np.log1p(x).max(initial=0.0), 1.0)),
         lat_lo=float(np.quantile(lat, 0.001)) if len(lat) else 0.0,
         lat_hi=float(lat.max(initial=1.0)),
+        floor=floor,
     )
 
 
@@ -332,16 +357,21 @@ def grid_interval(
     spec: ContinuousSpec,
     base: np.ndarray | None,
     gap: tuple[np.ndarray, np.ndarray, TimeWarp] | None = None,
+    base_zero: np.ndarray | None = None,
 ):
     """Latent interval of the grid values within raw ``[x_lo, x_hi)`` (x_hi may be inf).
 
     ``base``: divisor of a ratio field; ``gap``: (previous flow time t0 (s), host activity
     log10 flows/day, the warp) for ``dt``, whose latent is ``TimeWarp.gap_latent``.
+    ``base_zero``: rows of a ratio field without packets, whose value is 0 with certainty: an
+    interval holding 0 becomes the whole line (probability 1). (Bytes without packets, a rule
+    violation in a real log, keep their interval as if the flow had one packet.)
     Returns (lo, hi, width), float64 (n,): ``lo`` may be -inf, ``hi`` +inf; ``width`` is
     ``hi - lo`` computed without cancellation (0 where the interval holds no grid value).
     """
     r = spec.resolution
-    k_min = np.ceil(x_lo / r - 1e-9)
+    k_floor = spec.floor_cell if base is None and gap is None else 0.0
+    k_min = np.maximum(np.ceil(x_lo / r - 1e-9), k_floor)
     k_max = np.where(np.isinf(x_hi), np.inf, np.ceil(x_hi / r - 1e-9) - 1)
     a_raw = (k_min - 0.5) * r
     b_raw = (k_max + 0.5) * r
@@ -356,16 +386,22 @@ def grid_interval(
             hi = np.where(np.isinf(b_raw), np.inf, np.log(per * wb))
             width = np.log1p((wb - wa) / np.maximum(wa, 1e-300))
         elif base is None:
-            lo = np.where(k_min <= 0, -np.inf, np.log1p(a_raw))
+            lo = np.where(k_min <= k_floor, -np.inf, np.log1p(a_raw))
             hi = np.where(np.isinf(b_raw), np.inf, np.log1p(b_raw))
             width = np.log1p((b_raw - a_raw) / (1.0 + np.maximum(a_raw, 0.0)))
         else:
             lo = np.where(k_min <= 0, -np.inf, np.log(a_raw / base))
             hi = np.where(np.isinf(b_raw), np.inf, np.log(b_raw / base))
             width = np.log1p((b_raw - a_raw) / np.maximum(a_raw, 1e-300))
-    empty = k_max < k_min
+    empty = k_max < k_min  # no grid value (e.g. below the floor): finite bounds, width 0
     width = np.where(empty, 0.0, width)
-    hi = np.where(empty, lo, hi)
+    lo = np.where(empty, 0.0, lo)
+    hi = np.where(empty, 0.0, hi)
+    if base_zero is not None and np.any(base_zero):
+        certain = base_zero & (k_min <= 0) & (k_max >= 0)
+        lo = np.where(certain, -np.inf, lo)
+        hi = np.where(certain, np.inf, hi)
+        width = np.where(certain, 1.0, width)
     return lo, hi, width
 
 
@@ -374,11 +410,12 @@ def value_interval(
     spec: ContinuousSpec,
     base: np.ndarray | None,
     gap: tuple[np.ndarray, np.ndarray, TimeWarp] | None = None,
+    base_zero: np.ndarray | None = None,
 ):
     """Latent interval of each value's grid cell (training target)."""
     r = spec.resolution
     k = np.maximum(np.rint(x / r), 0.0)
-    return grid_interval(k * r, (k + 1) * r, spec, base, gap)
+    return grid_interval(k * r, (k + 1) * r, spec, base, gap, base_zero)
 
 
 def time_features(ts: np.ndarray) -> np.ndarray:
@@ -499,7 +536,7 @@ def encode_frame(
         x = raw_values(frame, name)
         b = latent_base(frame, name)
         gap = (ts - x, rate.astype(float), warp) if name == "dt" and warp is not None else None
-        a, c, w = value_interval(x, spec, b, gap)
+        a, c, w = value_interval(x, spec, b, gap, base_is_zero(frame, name))
         lo[name], hi[name], width[name] = (
             a.astype(np.float32),
             c.astype(np.float32),
@@ -581,6 +618,7 @@ __all__ = [
     "ContinuousSpec",
     "Encoded",
     "build_spec",
+    "base_is_zero",
     "build_vocab",
     "encode_frame",
     "grid_interval",
