@@ -291,10 +291,11 @@ def scan_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The dataset's ``columns``, file by file and row group by row group, read synchronously.
 
-    Memory: one row group. (pyarrow's scanner decodes ahead of a slow consumer until its
-    backpressure limit, about 64 MB of batches, even with ``batch_readahead=1``: the peak of
-    host counting grew with the size of the day files.) Batches have at most ``batch_size`` rows
-    and the dataset's types for ``columns``; a column missing from a file is null there.
+    Memory: one row group. (pyarrow's dataset scanner went on decoding ahead of a slow consumer
+    even with ``batch_readahead=1``, 50-80 MB of arrow memory in ``bench_features.py``: the
+    peak of host counting grew with the size of the day files.) Batches have at most
+    ``batch_size`` rows and the dataset's types for ``columns``; a column missing from a file is
+    null there.
     """
     fields = [dataset.schema.field(c) for c in columns]
     target = pa.schema(fields)
