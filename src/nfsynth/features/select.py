@@ -171,13 +171,17 @@ def as_filter(internal: InternalFilter | Iterable[str] | Callable | None) -> Cal
     return InternalFilter(internal)
 
 
-def _dict_parts(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """(codes, dictionary) of a string column, dictionary-encoding it if needed."""
+def dictionary_codes(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(int64 codes, -1 for null; dictionary) of a string or dictionary column, dictionary-
+    encoding it if needed (chunks combined, so their dictionaries are unified)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
-    return col.indices.to_numpy(zero_copy_only=False).astype(np.int64), col.dictionary
+    idx = col.indices
+    if idx.null_count:
+        idx = pc.fill_null(idx, -1)
+    return idx.to_numpy(zero_copy_only=False).astype(np.int64), col.dictionary
 
 
 class _DictionaryMemo:
@@ -215,8 +219,8 @@ def _batch_counts(
     batch: pa.RecordBatch, is_internal: Callable, memo: _DictionaryMemo | None = None
 ) -> pd.DataFrame:
     """Per-host counts of one batch, internal hosts only (columns HOST_COUNT_COLUMNS but n_flows)."""
-    s_idx, s_dict = _dict_parts(batch.column("src"))
-    d_idx, d_dict = _dict_parts(batch.column("dst"))
+    s_idx, s_dict = dictionary_codes(batch.column("src"))
+    d_idx, d_dict = dictionary_codes(batch.column("dst"))
     memo = memo if memo is not None else _DictionaryMemo()
     s_int_d, d_int_d, s_names, d_names, d_in_s = memo.get(s_dict, d_dict, is_internal)
     s_int, d_int = s_int_d[s_idx], d_int_d[d_idx]

@@ -249,10 +249,15 @@ def _as_dict(arr: pa.Array) -> pa.Array:
     return pc.dictionary_encode(arr.cast(pa.string()))
 
 
-def _empty_user_flows(dataset: ds.Dataset, columns: list[str]) -> pd.DataFrame:
+def _flow_columns(dataset: ds.Dataset) -> list[str]:
+    """The dataset's columns but the ``day`` partition (recomputed from ``ts``)."""
+    return [c for c in dataset.schema.names if c != "day"]
+
+
+def _empty_user_flows(dataset: ds.Dataset) -> pd.DataFrame:
     """A zero-row raw user-flow frame with the dataset's columns plus user/direction/peer."""
     schema = dataset.schema
-    frame = pa.schema([schema.field(c) for c in columns]).empty_table().to_pandas()
+    frame = pa.schema([schema.field(c) for c in _flow_columns(dataset)]).empty_table().to_pandas()
     for c in ("user", "direction", "peer"):
         frame[c] = pd.Series(dtype=object)
     return frame
@@ -267,7 +272,7 @@ def read_user_flows(
     partition column is dropped (recomputed from ``ts``).
     """
     dataset = flows if isinstance(flows, ds.Dataset) else open_flows(flows)
-    columns = [c for c in dataset.schema.names if c != "day"]
+    columns = _flow_columns(dataset)
     wanted = pa.array(list(users), type=pa.string())
     parts: list[pa.Table] = []
     n_in = 0
@@ -275,7 +280,7 @@ def read_user_flows(
         n_in += batch.num_rows
         parts.extend(_shard_rows(batch, wanted))
     if not parts:
-        return _empty_user_flows(dataset, columns)
+        return _empty_user_flows(dataset)
     table = pa.concat_tables(parts, promote_options="permissive")
     log.info("read %d flows, kept %d user rows", n_in, table.num_rows)
     return table.to_pandas()
@@ -318,7 +323,7 @@ def spill_user_flows(
     as ``read_user_flows`` of that group).
     """
     dataset = flows if isinstance(flows, ds.Dataset) else open_flows(flows)
-    columns = [c for c in dataset.schema.names if c != "day"]
+    columns = _flow_columns(dataset)
     wanted = [pa.array(list(g), type=pa.string()) for g in groups]
     paths = [Path(directory) / f"group-{k:04d}.arrows" for k in range(len(groups))]
     writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * len(groups)
@@ -384,7 +389,6 @@ def build_user_flows(
         n_rows = table.num_rows
     else:
         dataset = open_flows(flows_dir)
-        columns = [c for c in dataset.schema.names if c != "day"]
         with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
             spills = spill_user_flows(dataset, groups, tmp)
             writer: pq.ParquetWriter | None = None
@@ -401,7 +405,7 @@ def build_user_flows(
                     n_rows += table.num_rows
                     del table
                 if writer is None:  # no group had a row
-                    table = derived(_empty_user_flows(dataset, columns))
+                    table = derived(_empty_user_flows(dataset))
                     pq.write_table(table, out_path)
             finally:
                 if writer is not None:

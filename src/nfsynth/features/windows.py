@@ -18,6 +18,7 @@ first), zeros outside the grid: shape ``(n_flows, C, len(WINDOW_FEATURES))``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -30,6 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from nfsynth.features.select import dictionary_codes
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +172,6 @@ def aggregate(
     return grid_frame(users, first_win, last_win, seconds, values)
 
 
-def _dict_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """(int64 indices with -1 for null, dictionary) of a dictionary column (one chunk)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
-    idx = col.indices
-    if idx.null_count:
-        idx = pc.fill_null(idx, -1)
-    return idx.to_numpy(zero_copy_only=False).astype(np.int64), col.dictionary
-
-
 def _numbers(table: pa.Table, name: str) -> np.ndarray:
     """A numeric column as float64 numpy (nulls as 0)."""
     col = table.column(name)
@@ -231,8 +222,7 @@ def windows_from_file(
     carry: pa.Table | None = None
     dropped = 0
     batches = _row_group_batches(pf, NEEDED_COLUMNS, batch_size)
-    while True:
-        batch = next(batches, None)
+    for batch in itertools.chain(batches, [None]):  # None: flush the carried rows
         last = batch is None
         if last:
             table = carry
@@ -241,10 +231,8 @@ def windows_from_file(
             if carry is not None and carry.num_rows:
                 table = pa.concat_tables([carry, table]).unify_dictionaries()
         if table is None or table.num_rows == 0:
-            if last:
-                break
             continue
-        u_idx, u_dict = _dict_codes(table.column("user"))
+        u_idx, u_dict = dictionary_codes(table.column("user"))
         lookup = np.r_[user_index.get_indexer(u_dict.to_pylist()), -1]
         ucode = lookup[u_idx]  # null user (-1) -> lookup[-1] = -1
         w = window_index(table.column("ts").to_numpy(), seconds) - int(first_win)
@@ -263,8 +251,6 @@ def windows_from_file(
             sel = np.flatnonzero(ok)
             part, cell = part.take(sel), cell[sel]
         if len(cell) == 0:
-            if last:
-                break
             continue
         new = np.r_[True, cell[1:] != cell[:-1]]
         local = cell[new]  # the part's cells in row order; pos: each row's run
@@ -277,20 +263,18 @@ def windows_from_file(
                 "appears twice); the user-flow table must be sorted by (user, ts)"
             )
         done[local] = True
-        d_idx, d_dict = _dict_codes(part.column("direction"))
+        d_idx, d_dict = dictionary_codes(part.column("direction"))
         is_out = np.r_[np.asarray(d_dict.to_pylist(), dtype=object) == "out", False][d_idx]
         values[:, local] = cell_features(
             pos,
             len(local),
             _numbers(part, "bytes"),
             _numbers(part, "packets"),
-            _dict_codes(part.column("peer"))[0],
-            _dict_codes(part.column("dport"))[0],
+            dictionary_codes(part.column("peer"))[0],
+            dictionary_codes(part.column("dport"))[0],
             part.column("proto").to_numpy(zero_copy_only=False),
             is_out,
         ).T
-        if last:
-            break
     if dropped:
         log.warning("windows: %d flows outside the users or the grid dropped", dropped)
     return grid_frame(users, first_win, last_win, seconds, values.T)
