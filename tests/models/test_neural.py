@@ -356,3 +356,63 @@ def test_ratio_field_without_packets_is_zero_with_certainty() -> None:
     lo, hi, width = value_interval(x, spec, base, None, base_is_zero(frame, "rev_bytes"))
     assert np.isneginf(lo[:2]).all() and np.isposinf(hi[:2]).all() and (width[:2] == 1).all()
     assert np.isclose(lo[2], np.log(59.5)) and np.isclose(hi[3], np.log(200.5 / 2))
+
+
+def test_calibration_pulls_a_drifted_token_back_toward_its_training_share(
+    fitted: NeuralFlowModel, flows: pd.DataFrame
+) -> None:
+    """Setup: the fitted model (half the training flows go to port 443) with its port head's
+    bias for 443 raised by 7 nats, so free-running hosts that answer DNS drift to 443 too.
+    Run: the model's calibration (2 rounds). Assert: sampled (8 hosts, one day), 443 holds
+    over 0.65 of the flows before and at least 0.06 less after (0.707 -> 0.583 measured;
+    one standard error is 0.01); 443's offset is negative, the ephemeral ports' positive
+    on average. The pooled offsets correct the
+    drift only in part when one kind of host causes it (docstring of ``_calibrate``)."""
+    import copy
+
+    model = copy.deepcopy(fitted)
+    vocab = model.vocabs_["dport"]
+    tok = vocab.tokens.index("443")
+    j = model.fields_.index("dport")
+    with torch.no_grad():
+        model.net_.head_out[j].bias[tok] += 7.0
+    model.sampler_, model.token_offsets_ = None, {}
+
+    def share_443(m: NeuralFlowModel) -> float:
+        frame = m.sample(8, 86400.0, 1.0, seed=11).to_pandas()
+        return float((frame["dport"].astype(str) == "443").mean())
+
+    drifted = share_443(model)
+    train = flows[flows["split"] == "train"]
+    model._calibrate(model._encode(train), seed=0)
+    calibrated = share_443(model)
+    assert drifted > 0.65, drifted
+    assert calibrated < drifted - 0.06, (drifted, calibrated)
+    offsets = model.token_offsets_["dport"]
+    assert offsets[tok] < 0.0
+    used = np.flatnonzero(np.bincount(model._encode(train).cat["dport"], minlength=vocab.size))
+    assert offsets[used[used != tok]].mean() > 0.2
+
+
+def test_day_of_week_is_an_input_only_after_two_weeks(fitted: NeuralFlowModel) -> None:
+    """Trained on 2 days (< ``WEEKLY_MIN_DAYS``), the model has seen two weekdays; a sample
+    on any other weekday must not feed the network a day-of-week it never saw. Assert: the
+    day-of-week features are zero without ``weekly``; ``weekly_span`` is false for 2 days and
+    13 days, true for 14; and the fitted model samples the same rows (shifted by 3 days) on
+    day 1 (a Friday) and day 4 (a Monday)."""
+    from nfsynth.models.neural_vocab import WEEKLY_MIN_DAYS, time_features, weekly_span
+
+    ts = np.array([0.0, 3600.0 * 30, 86400.0 * 5 + 7200.0])
+    np.testing.assert_array_equal(time_features(ts, weekly=False)[:, 2:], 0.0)
+    np.testing.assert_allclose(time_features(ts, weekly=False)[:, :2], time_features(ts)[:, :2])
+    assert np.abs(time_features(ts)[:, 2:]).sum() > 0.5
+    assert WEEKLY_MIN_DAYS == 14
+    assert not weekly_span(np.array([0.0, 86400.0 + 5.0]))
+    assert not weekly_span(np.array([0.0, 12 * 86400.0 + 5.0]))
+    assert weekly_span(np.array([0.0, 13 * 86400.0 + 5.0]))
+    assert fitted.weekly_ is False
+    a = fitted.sample(3, 86400.0, 1.0, seed=4).to_pandas()
+    b = fitted.sample(3, 4 * 86400.0, 1.0, seed=4).to_pandas()
+    assert len(a) > 300 and len(a) == len(b)
+    np.testing.assert_allclose(b["ts"] - 3 * 86400.0, a["ts"], atol=1e-3)
+    pd.testing.assert_frame_equal(a.drop(columns="ts"), b.drop(columns="ts"))

@@ -4,10 +4,11 @@ Each host's flows are generated one flow per step and, within a flow, field by f
 ``neural_vocab.FIELD_ORDER`` (dt, proto, dport, sport, peer, direction, duration, packets,
 bytes, rev_packets, rev_bytes). A field is conditioned on the earlier fields of its flow, the
 host's last ``history`` flows, the 3-hour context of 5-minute windows, the hour and day of
-week, the host's role (``schema.ROLES``) and its activity (log10 flows/day). Categorical
-heads add the host's own smoothed log token frequencies (``host_priors``; a training host's,
-or the pooled ones for an unknown host), so a sampled host keeps its own mix of ports, peers
-and directions over a whole day instead of drifting into another kind of host's tokens. See
+week (the day of week only when training spans ``WEEKLY_MIN_DAYS`` days), the host's
+role (``schema.ROLES``) and its activity (log10 flows/day). Categorical heads add the
+host's own smoothed log token frequencies (``host_priors``; a training host's, or the pooled
+ones for an unknown host), so a sampled host keeps its own mix of ports, peers and
+directions over a whole day instead of drifting into another kind of host's tokens. See
 ``neural_net`` for the network and ``neural_vocab`` for tokens and continuous grids.
 
 Likelihood in the evaluation space (``log_prob``): the sum over evaluation fields of the log
@@ -25,7 +26,8 @@ so the daily rhythm and the flows per host-day are built in and the network lear
 shape of the gaps (bursts, sessions). After training, ``calibrate`` scales sampled gaps so
 that free-running samples of the training hosts hold their flows per day (the mean of a
 log-space mixture is sensitive to its tail, and free-running history drifts from teacher
-forcing).
+forcing), and offsets the categorical heads' logits so that their pooled token mix is the
+training one (``_calibrate``).
 
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
 early stopping on the validation split, ``max_train_flows`` flows per epoch drawn as
@@ -87,6 +89,7 @@ from nfsynth.models.neural_vocab import (
     infer_roles,
     latent_base,
     raw_values,
+    weekly_span,
     window_sums,
 )
 from nfsynth.schema import ROLES, SECONDS_PER_DAY
@@ -116,6 +119,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
 }
 PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
+TOKEN_PSEUDO_FLOWS = 1.0  # added to both counts of a token calibration ratio
+TOKEN_OFFSET_RANGE = (-4.0, 4.0)  # sampling-side logit offsets of the token calibration
 WINDOW_SECONDS = 300.0
 CONTEXT_WINDOWS = 36
 WEIGHTS = "weights.pt"
@@ -152,8 +157,11 @@ class NeuralFlowModel(FlowModel):
         self.context_ = CONTEXT_WINDOWS
         self.history_: dict[str, Any] = {}
         self.warp_: TimeWarp | None = None
+        self.weekly_ = True  # day of week an input (training spans WEEKLY_MIN_DAYS days)
         self.dt_factor_ = 1.0
         self.host_dt_factors_: np.ndarray | None = None  # per training-host id, then unknown
+        # per categorical field, sampling-side logit offsets (hosts + 1, V), see _calibrate
+        self.token_offsets_: dict[str, np.ndarray] = {}
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
@@ -182,8 +190,9 @@ class NeuralFlowModel(FlowModel):
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
+        self.token_offsets_ = {}
         if hp["calibrate"]:
-            self._calibrate_rate(seed)
+            self._calibrate(enc, seed)
         self.history_["dt_factor"] = round(self.dt_factor_, 4)
         self.history_["seconds"] = round(time.perf_counter() - t0, 2)
         self.history_["train_flows"] = int(enc.n)
@@ -229,6 +238,7 @@ class NeuralFlowModel(FlowModel):
         self.host_ids_ = {u: i for i, u in enumerate(sorted(self.rates_))}
         ts = train["ts"].to_numpy(dtype=float)
         self.warp_ = TimeWarp.fit(ts)
+        self.weekly_ = weekly_span(ts)
         dt = raw_values(train, "dt")
         rate = train["user"].astype(str).map(self.rates_).to_numpy(dtype=float)
         gap_latent = self.warp_.gap_latent(ts - dt, dt, rate)
@@ -249,6 +259,7 @@ class NeuralFlowModel(FlowModel):
             window_seconds=self.window_seconds_,
             context=self.context_,
             warp=self.warp_,
+            weekly=self.weekly_,
         )
         users = enc.frame["user"].astype(str) if enc.n else pd.Series([], dtype=object)
         enc.hid = users.map(self.host_ids_).fillna(len(self.host_ids_)).to_numpy(dtype=np.int64)
@@ -351,9 +362,10 @@ class NeuralFlowModel(FlowModel):
                     self.net_.head_out[j].bias.zero_()
                 continue
             lo, hi = enc.lo[f].astype(float), enc.hi[f].astype(float)
-            mid = np.where(
-                np.isinf(lo), hi - 0.5, np.where(np.isinf(hi), lo + 0.5, 0.5 * (lo + hi))
-            )
+            with np.errstate(invalid="ignore"):  # cells open on both sides: NaN, dropped
+                mid = np.where(
+                    np.isinf(lo), hi - 0.5, np.where(np.isinf(hi), lo + 0.5, 0.5 * (lo + hi))
+                )
             mid = mid[np.isfinite(mid)]
             if mid.size == 0:
                 mid = np.zeros(1)
@@ -724,6 +736,8 @@ class NeuralFlowModel(FlowModel):
                 self.warp_,
                 self.window_seconds_,
                 self.dt_factor_ if self.host_dt_factors_ is None else self.host_dt_factors_,
+                self.token_offsets_,
+                self.weekly_,
             )
         rows = self._chunks(np.asarray(rates, dtype=float), start, days)
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
@@ -781,13 +795,23 @@ class NeuralFlowModel(FlowModel):
         flows = expected[host] / n_chunks[host] + np.where(k == 0, 0.0, hp["sample_burn_in"])
         return {"host": host, "start": row_start, "keep": keep, "end": row_end, "flows": flows}
 
-    def _calibrate_rate(self, seed: int, rounds: int = 2) -> None:
-        """Scale sampled gaps so that free-running samples of the training hosts (their
-        roles, activities and identities, one day) hold as many flows as their activities
-        say: corrects the bias of the mean gap (exposure bias, the mixture's tails) left by
-        training. One factor per training host (so the mix of busy and quiet hosts, which
-        weighs every pooled marginal, is the training one) and one over all hosts, used for
-        unknown hosts."""
+    def _calibrate(self, enc: Encoded, seed: int, rounds: int = 2) -> None:
+        """Correct what free-running sampling drifts from after training (exposure bias:
+        the network was trained on real histories and samples on its own), in ``rounds``
+        rounds of one sampled day of every training host (its role, activity and identity):
+
+        - rate: a gap scale per training host so that it holds as many flows as its
+          activity says (the mean of a log-space mixture is sensitive to its tail), and one
+          over all hosts for unknown hosts;
+        - tokens: per categorical field, a logit offset per token, the log ratio of its
+          training count to its sampled count over all hosts (each with
+          ``TOKEN_PSEUDO_FLOWS`` added, clipped to ``TOKEN_OFFSET_RANGE``), accumulated
+          over the rounds. Free-running hosts lean to the tokens their own history makes
+          likelier (outgoing flows on the simulator: 3-4 points too many before, 0.1 after).
+          Per host offsets were tried: a host's sampled day is one draw of its sessions, too
+          noisy to correct it by, and they made the hosts' port mixes worse.
+
+        Both act on sampling only: ``log_prob`` scores the trained network."""
         if not self.train_hosts_:
             return
         n = len(self.train_hosts_)
@@ -795,24 +819,45 @@ class NeuralFlowModel(FlowModel):
         rates = np.array([v for _, v in self.train_hosts_], dtype=np.float32)
         expected = np.power(10.0, rates.astype(float))
         factors = np.ones(n + 1)
+        cats = [f for f in self.fields_ if f in CATEGORICAL]
+        target = {f: self._token_counts(enc.cat[f], f) for f in cats}
+        offsets = {f: np.zeros(t.shape, np.float32) for f, t in target.items()}
         for k in range(rounds):
             self.sampler_, self.host_dt_factors_ = None, factors.copy()
+            self.token_offsets_ = {f: o.copy() for f, o in offsets.items()}
             rng = np.random.default_rng(seed + 1000 + k)
             frame = self._generate(roles, rates, np.arange(n), 0.0, 1.0, rng)
-            counts = np.bincount(frame["host"].to_numpy(), minlength=n)[:n].astype(float)
+            host = frame["host"].to_numpy()
+            counts = np.bincount(host, minlength=n)[:n].astype(float)
             ratio = np.maximum(counts, 1.0) / np.maximum(expected, 1.0)
             factors[:n] = np.clip(factors[:n] * ratio, 0.1, 10.0)
             overall = counts.sum() / max(expected.sum(), 1.0)
             factors[n] = float(np.clip(factors[n] * overall, 0.1, 10.0))
+            drift = {}
+            for f in cats:
+                got = self._token_counts(frame[f].to_numpy(), f)
+                want = target[f] / max(target[f].sum(), 1.0) * got.sum()
+                a = TOKEN_PSEUDO_FLOWS
+                offsets[f] = np.clip(
+                    offsets[f] + np.log((want + a) / (got + a)), *TOKEN_OFFSET_RANGE
+                ).astype(np.float32)
+                # share of sampled flows that would have to change token
+                drift[f] = 0.5 * np.abs(want - got).sum() / max(got.sum(), 1.0)
             log.info(
-                "neural: rate calibration %d: %.3f of the flows (hosts %.2f..%.2f), "
-                "dt x %.3f (hosts %.2f..%.2f)",
+                "neural: calibration %d: %.3f of the flows (hosts %.2f..%.2f), "
+                "dt x %.3f (hosts %.2f..%.2f); token drift %s",
                 k, overall, ratio.min(), ratio.max(), factors[n], factors[:n].min(),
-                factors[:n].max(),
+                factors[:n].max(), ", ".join(f"{f} {v:.3f}" for f, v in drift.items()),
             )  # fmt: skip
         self.host_dt_factors_ = factors
         self.dt_factor_ = float(factors[n])
+        self.token_offsets_ = offsets
         self.sampler_ = None
+
+    def _token_counts(self, tokens: np.ndarray, f: str) -> np.ndarray:
+        """Counts of field ``f``'s token ids ``tokens`` (n,): float64 (V,)."""
+        V = self.vocabs_[f].size
+        return np.bincount(tokens, minlength=V)[:V].astype(float)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -830,6 +875,7 @@ class NeuralFlowModel(FlowModel):
             "context_windows": self.context_,
             "history": self.history_,
             "warp": self.warp_.to_dict() if self.warp_ is not None else None,
+            "weekly": self.weekly_,
             "dt_factor": self.dt_factor_,
             "host_dt_factors": (
                 None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
@@ -837,6 +883,7 @@ class NeuralFlowModel(FlowModel):
             "torch_version": torch.__version__,
         }
         arrays = {} if self.ctx_profile_ is None else {"ctx_profile": self.ctx_profile_}
+        arrays.update({f"token_offset_{f}": v for f, v in self.token_offsets_.items()})
         write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
         weights = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(weights, Path(path) / WEIGHTS)
@@ -858,9 +905,16 @@ class NeuralFlowModel(FlowModel):
         model.context_ = int(state["context_windows"])
         model.history_ = dict(state.get("history", {}))
         model.warp_ = TimeWarp(**state["warp"]) if state.get("warp") else None
+        model.weekly_ = bool(state.get("weekly", True))
         model.dt_factor_ = float(state.get("dt_factor", 1.0))
         factors = state.get("host_dt_factors")
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
+        prefix = "token_offset_"
+        model.token_offsets_ = {
+            k[len(prefix) :]: np.asarray(v, dtype=np.float32)
+            for k, v in arrays.items()
+            if k.startswith(prefix)
+        }
         profile = arrays.get("ctx_profile")
         model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()

@@ -69,8 +69,11 @@ class StepSampler:
         warp: TimeWarp | None,
         window_seconds: float,
         dt_factor: float | np.ndarray = 1.0,
+        token_offsets: dict[str, np.ndarray] | None = None,
+        weekly: bool = True,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
+        self.weekly = weekly  # day of week as an input (``neural_vocab.time_features``)
         self.window_seconds = float(window_seconds)
         # gap scale: one factor, or one per training-host id (the last: unknown hosts)
         self.dt_factor = np.atleast_1d(np.asarray(dt_factor, dtype=np.float64))
@@ -90,7 +93,8 @@ class StepSampler:
         self.rbf_centers = _np(net.rbf_centers)
         self.rbf_width = 1.0 / (N_RBF - 1)
         self.heads = []
-        self.priors: dict[str, np.ndarray] = {}  # gate x host log frequencies, (hosts + 1, V)
+        # gate x host log frequencies (+ calibration offsets), (hosts + 1, V)
+        self.priors: dict[str, np.ndarray] = {}
         for j, f in enumerate(fields):
             w1, b1 = _np(net.head_w1[j]), _np(net.head_b1[j])
             wo, bo = _np(net.head_out[j].weight).T.copy(), _np(net.head_out[j].bias)
@@ -99,6 +103,8 @@ class StepSampler:
                 seen = vocabs[f].seen or [True] * vocabs[f].size
                 bo = bo + np.where(np.asarray(seen, bool), 0.0, -1e9).astype(np.float32)
                 self.priors[f] = float(_np(net.prior_gate)[j]) * _np(getattr(net, f"prior_{f}"))
+                if token_offsets and f in token_offsets:  # the model's token calibration, (V,)
+                    self.priors[f] = self.priors[f] + token_offsets[f].astype(np.float32)[None]
                 self.heads.append((f, w1, b1, wo, bo, _np(emb.weight), None))
             else:
                 self.heads.append((f, w1, b1, wo, bo, _np(emb.weight).T.copy(), _np(emb.bias)))
@@ -189,7 +195,7 @@ class StepSampler:
                 break
             aux = np.concatenate(
                 [
-                    time_features(ts),
+                    time_features(ts, self.weekly),
                     (steps == 0).astype(np.float32)[:, None],
                     (np.minimum(steps, K) / K)[:, None],
                     rate[:, None],
@@ -240,7 +246,7 @@ class StepSampler:
                         x = x * fac
                 if f == "dt":
                     new_ts = ts + x
-                    tfeat = time_features(new_ts)
+                    tfeat = time_features(new_ts, self.weekly)
                 values[f] = x
                 feats = self._rbf((np.log1p(x) / spec.scale).astype(np.float32))
                 if tfeat is not None:

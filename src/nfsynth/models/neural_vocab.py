@@ -53,6 +53,8 @@ FIELD_ORDER: tuple[str, ...] = (
     "rev_bytes",
 )
 CATEGORICAL: frozenset[str] = frozenset({"proto", "dport", "sport", "peer", "direction"})
+#: training days from which the day of week is a model input (each weekday seen twice)
+WEEKLY_MIN_DAYS = 14
 #: ratio fields: field -> the count it is divided by
 RATIO_BASE: dict[str, str] = {"bytes": "packets", "rev_bytes": "rev_packets"}
 #: bytes per packet a sample keeps to (IPv4 header .. largest IP packet)
@@ -418,13 +420,29 @@ def value_interval(
     return grid_interval(k * r, (k + 1) * r, spec, base, gap, base_zero)
 
 
-def time_features(ts: np.ndarray) -> np.ndarray:
+def time_features(ts: np.ndarray, weekly: bool = True) -> np.ndarray:
     """Cyclic hour-of-day and day-of-week of epoch seconds: (n, 4) float32
-    ``[sin h, cos h, sin d, cos d]`` (day 0 = Monday; 1970-01-01 was a Thursday)."""
+    ``[sin h, cos h, sin d, cos d]`` (day 0 = Monday; 1970-01-01 was a Thursday). Without
+    ``weekly`` the day-of-week pair is zero: a model trained on fewer days than
+    ``WEEKLY_MIN_DAYS`` has not seen the other weekdays, and a sample on one of them would
+    feed the network inputs it never saw."""
     hour = np.mod(ts, 86400.0) / 3600.0
+    a = 2 * np.pi * hour / 24.0
+    if not weekly:
+        zero = np.zeros_like(a)
+        return np.stack([np.sin(a), np.cos(a), zero, zero], axis=1).astype(np.float32)
     dow = np.mod(np.floor(ts / 86400.0) + 3.0, 7.0) + hour / 24.0
-    a, b = 2 * np.pi * hour / 24.0, 2 * np.pi * dow / 7.0
+    b = 2 * np.pi * dow / 7.0
     return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1).astype(np.float32)
+
+
+def weekly_span(ts: np.ndarray) -> bool:
+    """Whether training times ``ts`` (epoch seconds) span ``WEEKLY_MIN_DAYS`` days, so that
+    every weekday is seen at least twice and the day of week can be an input."""
+    if ts.size == 0:
+        return False
+    days = np.unique(np.floor(np.asarray(ts, dtype=float) / 86400.0))
+    return bool(days.max() - days.min() + 1 >= WEEKLY_MIN_DAYS)
 
 
 def infer_roles(flows: pd.DataFrame) -> dict[str, str]:
@@ -514,9 +532,11 @@ def encode_frame(
     window_seconds: float,
     context: int,
     warp: TimeWarp | None = None,
+    weekly: bool = True,
 ) -> Encoded:
     """Model inputs of a user-flow frame (see :class:`Encoded`); ``warp``: the latent of
-    ``dt`` is the warped gap (``TimeWarp.gap_latent``), else ``log1p(dt)``."""
+    ``dt`` is the warped gap (``TimeWarp.gap_latent``), else ``log1p(dt)``; ``weekly``: see
+    ``time_features``."""
     frame = normalise_frame(flows)
     order = np.lexsort((frame["ts"].to_numpy(dtype=float), frame["user"].astype(str).to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
@@ -574,7 +594,7 @@ def encode_frame(
         width=width,
         emb=emb,
         base=base,
-        time=time_features(ts),
+        time=time_features(ts, weekly),
         host=host.astype(np.int64),
         start=start.astype(np.int64),
         end=(np.cumsum(np.bincount(host))[host] if n else np.zeros(0, np.int64)).astype(np.int64),
@@ -625,4 +645,5 @@ __all__ = [
     "host_rates",
     "infer_roles",
     "time_features",
+    "weekly_span",
 ]
