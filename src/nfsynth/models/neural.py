@@ -126,6 +126,20 @@ CONTEXT_WINDOWS = 36
 WEIGHTS = "weights.pt"
 
 
+def context_scale(ctx_table: np.ndarray) -> np.ndarray:
+    """Per context statistic (columns of ``ctx_table`` (rows, 4), log1p window sums), the
+    99th percentile of its non-empty windows, at least 1: float32 (4,). Raw, the bytes
+    column reaches 15-20 and the 148 context inputs outweighed every other input of the
+    state (its layer norm then saw mostly the context)."""
+    scale = np.ones(ctx_table.shape[1], np.float32)
+    for j in range(ctx_table.shape[1]):
+        col = ctx_table[:, j]
+        col = col[col > 0]
+        if col.size:
+            scale[j] = max(1.0, float(np.quantile(col, 0.99)))
+    return scale
+
+
 def pick_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""
     if name == "auto":
@@ -355,6 +369,9 @@ class NeuralFlowModel(FlowModel):
         m = self.net_.M
         self.net_.set_priors(
             {f: torch.as_tensor(v, device=self.device_) for f, v in self.host_priors(enc).items()}
+        )
+        self.net_.set_context_scale(
+            torch.as_tensor(context_scale(enc.ctx_table), device=self.device_)
         )
         for j, f in enumerate(self.fields_):
             if f in CATEGORICAL:
@@ -919,6 +936,7 @@ class NeuralFlowModel(FlowModel):
         model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()
         weights = torch.load(Path(path) / WEIGHTS, map_location=model.device_, weights_only=True)
+        weights.setdefault("ctx_scale", torch.ones(CONTEXT_FEATURES))  # saved before it was
         model.net_.load_state_dict(weights)
         model.net_.eval()
         return model

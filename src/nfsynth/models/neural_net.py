@@ -118,6 +118,9 @@ class FlowNet(nn.Module):
         self.hist_in = nn.Linear(d, HIST_DIM, bias=False)
         self.hist_proj = nn.Linear(history * HIST_DIM, d)
         self.ctx_proj = nn.Linear((context + 1) * CONTEXT_FEATURES, d)
+        # divides each context statistic (log1p window sums: flows, bytes, packets, outgoing)
+        # so it is O(1) like the other inputs (``set_context_scale``)
+        self.register_buffer("ctx_scale", torch.ones(CONTEXT_FEATURES))
         self.aux_proj = nn.Linear(AUX_FEATURES, d)
         self.role_emb = nn.Embedding(n_roles, d)
         self.host_emb = nn.Embedding(n_hosts + 1, d)  # last row: unknown host
@@ -136,6 +139,11 @@ class FlowNet(nn.Module):
         for name, j in self.cat_index.items():
             self.register_buffer(f"prior_{name}", torch.zeros(n_hosts + 1, self.fields[j][2]))
         self.prior_gate = nn.Parameter(torch.ones(len(self.fields)))
+
+    def set_context_scale(self, scale: torch.Tensor) -> None:
+        """Scale (CONTEXT_FEATURES,) of the context statistics, > 0."""
+        with torch.no_grad():
+            self.ctx_scale.copy_(scale)
 
     def set_priors(self, priors: dict[str, torch.Tensor]) -> None:
         """Host log token frequencies per categorical field, (n_hosts + 1, V) each."""
@@ -192,7 +200,7 @@ class FlowNet(nn.Module):
             host = torch.full_like(role, self.unknown_host)
         s = (
             self.hist_proj(hist.flatten(-2))
-            + self.ctx_proj(ctx.flatten(-2))
+            + self.ctx_proj((ctx / self.ctx_scale).flatten(-2))
             + self.aux_proj(aux)
             + self.role_emb(role)
             + self.host_emb(host)

@@ -80,7 +80,10 @@ class StepSampler:
         self.K, self.C, self.d = net.K, net.C, net.d
         self.hist_in = _np(net.hist_in.weight).T.copy()
         self.hist_w, self.hist_b = _np(net.hist_proj.weight).T.copy(), _np(net.hist_proj.bias)
-        self.ctx_w, self.ctx_b = _np(net.ctx_proj.weight).T.copy(), _np(net.ctx_proj.bias)
+        # the context scale folded into the projection: (C + 1) * 4 rows, feature fastest
+        scale = np.tile(_np(net.ctx_scale), net.C + 1)
+        self.ctx_w = (_np(net.ctx_proj.weight).T / scale[:, None]).astype(np.float32)
+        self.ctx_b = _np(net.ctx_proj.bias)
         self.aux_w, self.aux_b = _np(net.aux_proj.weight).T.copy(), _np(net.aux_proj.bias)
         self.bias0 = self.hist_b + self.ctx_b + self.aux_b
         self.role_emb = _np(net.role_emb.weight)
