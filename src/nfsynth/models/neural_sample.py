@@ -5,7 +5,9 @@ batches (24-256 hosts), so its cost is per-call overhead, not arithmetic: a torc
 ~5-10 us on CPU, a numpy call ~1 us. :class:`StepSampler` therefore copies the network's
 weights once into float32 numpy arrays (the per-field head matrices pre-transposed, the
 unseen-token masks and the radial-basis constants precomputed) and runs the same maths as
-``FlowNet.state`` / ``FlowNet.field_embedding`` / ``FlowNet.head`` step by step:
+``FlowNet.state`` / ``FlowNet.field_embedding`` / ``FlowNet.head`` step by step (the one
+torch call left is the GELU, on the numpy arrays' memory, where torch's vectorised erf beats
+scipy's):
 
 - history: a (B, K, d) buffer of the last K flow embeddings, shifted once per step, one
   matmul with ``hist_proj``; context: raw (B, C + 1, 4) window sums, shifted only for the
@@ -29,8 +31,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import erf
+import torch
 from threadpoolctl import threadpool_limits
+from torch.nn import functional as F
 
 from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet
 from nfsynth.models.neural_vocab import (
@@ -45,16 +48,16 @@ from nfsynth.models.neural_vocab import (
     time_features,
 )
 
-SQRT2 = math.sqrt(2.0)
-
 
 def _np(t: Any) -> np.ndarray:
     return t.detach().float().cpu().numpy().astype(np.float32)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact (erf) GELU, as ``torch.nn.functional.gelu``."""
-    return 0.5 * x * (1.0 + erf(x / SQRT2))
+    """Exact (erf) GELU of a float32 array: ``torch.nn.functional.gelu`` on the same memory
+    (zero-copy), 2-9x faster than ``scipy.special.erf`` on (24-300, 64-128) arrays, which
+    took a third of the sampling time."""
+    return F.gelu(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 class StepSampler:
