@@ -518,9 +518,11 @@ class NeuralFlowModel(FlowModel):
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=float(hp["lr"]), total_steps=epochs * steps, pct_start=0.15
         )
-        val_segments = (
-            self._segments(enc_val)[: max(1, per_epoch // 2)] if enc_val is not None else None
-        )
+        val_segments = None
+        if enc_val is not None:  # half an epoch's windows, spread evenly over every host
+            all_val = self._segments(enc_val)
+            pick = np.linspace(0, len(all_val) - 1, min(len(all_val), max(1, per_epoch // 2)))
+            val_segments = all_val[np.unique(pick.astype(np.int64))] if len(all_val) else all_val
         best, best_state, bad, history = math.inf, None, 0, {"train": [], "val": []}
         previous = torch.are_deterministic_algorithms_enabled()
         # CPU kernels are deterministic already; the flag only slows their backward passes
