@@ -436,3 +436,34 @@ def test_context_statistics_are_scaled_to_order_one(fitted: NeuralFlowModel) -> 
     flows = make_flows(ROLES2)
     train = flows[flows["split"] == "train"]
     np.testing.assert_allclose(scale, context_scale(fitted._encode(train).ctx_table), rtol=1e-6)
+
+
+def test_a_capture_of_minutes_samples_its_own_rate() -> None:
+    """Setup: the planted hosts' flows (600 a host) at uniform times over 20 minutes (0.5
+    flows/s); the first 800 s train, the rest validate. Run: train, sample the 4 hosts for
+    the last 400 s. Assert: activities are flows per day at the capture's rate (a day
+    counted by the share of it the capture covers, not as a whole day: 10^rate x the warped
+    coverage = the host's training flows), and each sampled host holds 0.5 flows/s within
+    30% (200 flows; a whole-day count would give 0.003 flows/s and a calibration stuck at
+    its 10x clip)."""
+    from nfsynth.models.neural_vocab import day_coverage
+
+    flows = make_flows(ROLES2, days=2, per_day=300, seed=1)
+    t0, length = 86400.0 * 30, 1200.0
+    rng = np.random.default_rng(1)  # a Poisson process: uniform times, sorted per host
+    flows["ts"] = np.floor(t0 + rng.uniform(0.0, length, len(flows)))
+    flows = flows.sort_values(["user", "ts"], kind="mergesort").reset_index(drop=True)
+    first = flows["user"].ne(flows["user"].shift())
+    flows["dt"] = np.where(first, 0.0, flows["ts"].diff().fillna(0.0))
+    flows["hour"] = ((flows["ts"] % 86400) // 3600).astype(np.int8)
+    flows["split"] = np.where(flows["ts"] < t0 + 800.0, "train", "val")
+    model = NeuralFlowModel(**{**SMALL, "epochs": 4}).fit(flows, seed=0)
+    train = flows[flows["split"] == "train"]
+    cover = day_coverage(train["ts"].to_numpy(), model.warp_)
+    share = float(cover(np.array([np.floor(t0 / 86400.0)]))[0])
+    for user, n in train.groupby("user").size().items():
+        assert 10 ** model.rates_[user] * share == pytest.approx(n, rel=1e-6)
+    sample = model.sample(4, t0 + 800.0, 400.0 / 86400.0, seed=2).to_pandas()
+    per_host = sample.groupby("user").size()
+    assert len(per_host) == 4
+    np.testing.assert_allclose(per_host.to_numpy() / 400.0, 0.5, rtol=0.3)

@@ -172,6 +172,7 @@ class NeuralFlowModel(FlowModel):
         self.history_: dict[str, Any] = {}
         self.warp_: TimeWarp | None = None
         self.weekly_ = True  # day of week an input (training spans WEEKLY_MIN_DAYS days)
+        self.period_ = (0.0, SECONDS_PER_DAY)  # first and last training flow (s), for fitting
         self.dt_factor_ = 1.0
         self.host_dt_factors_: np.ndarray | None = None  # per training-host id, then unknown
         # per categorical field, sampling-side logit offsets (hosts + 1, V), see _calibrate
@@ -245,14 +246,15 @@ class NeuralFlowModel(FlowModel):
                 train.groupby(train["user"].astype(str))["role"].first().astype(str).to_dict()
             )
         self.roles_ = {u: (r if r in ROLES else "both") for u, r in roles.items()}
-        self.rates_ = host_rates(train)
+        ts = train["ts"].to_numpy(dtype=float)
+        self.warp_ = TimeWarp.fit(ts)
+        self.weekly_ = weekly_span(ts)
+        self.period_ = (float(ts.min()), float(ts.max()))
+        self.rates_ = host_rates(train, self.warp_)
         self.train_hosts_ = [
             (self.roles_.get(u, "both"), float(r)) for u, r in sorted(self.rates_.items())
         ]
         self.host_ids_ = {u: i for i, u in enumerate(sorted(self.rates_))}
-        ts = train["ts"].to_numpy(dtype=float)
-        self.warp_ = TimeWarp.fit(ts)
-        self.weekly_ = weekly_span(ts)
         dt = raw_values(train, "dt")
         rate = train["user"].astype(str).map(self.rates_).to_numpy(dtype=float)
         gap_latent = self.warp_.gap_latent(ts - dt, dt, rate)
@@ -817,7 +819,8 @@ class NeuralFlowModel(FlowModel):
     def _calibrate(self, enc: Encoded, seed: int, rounds: int = 2) -> None:
         """Correct what free-running sampling drifts from after training (exposure bias:
         the network was trained on real histories and samples on its own), in ``rounds``
-        rounds of one sampled day of every training host (its role, activity and identity):
+        rounds of one sampled day of every training host (its role, activity and identity;
+        the first day of the training period, or all of it when it is shorter):
 
         - rate: a gap scale per training host so that it holds as many flows as its
           activity says (the mean of a log-space mixture is sensitive to its tail), and one
@@ -840,7 +843,13 @@ class NeuralFlowModel(FlowModel):
         n = len(self.train_hosts_)
         roles = np.array([ROLES.index(r) for r, _ in self.train_hosts_], dtype=np.int64)
         rates = np.array([v for _, v in self.train_hosts_], dtype=np.float32)
-        expected = np.power(10.0, rates.astype(float))
+        # the training period's first day, or all of it when shorter (a capture of minutes)
+        start, last = self.period_
+        days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
+        warp = self.warp_
+        fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
+        span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
+        expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
         factors = np.ones(n + 1)
         cats = [f for f in self.fields_ if f in CATEGORICAL]
         target = {f: self._token_counts(enc.cat[f], f) for f in cats}
@@ -851,7 +860,7 @@ class NeuralFlowModel(FlowModel):
             self.sampler_, self.host_dt_factors_ = None, factors.copy()
             self.token_offsets_ = {f: o.copy() for f, o in trial.items()}
             rng = np.random.default_rng(seed + 1000 + k)
-            frame = self._generate(roles, rates, np.arange(n), 0.0, 1.0, rng)
+            frame = self._generate(roles, rates, np.arange(n), start, days, rng)
             host = frame["host"].to_numpy()
             counts = np.bincount(host, minlength=n)[:n].astype(float)
             ratio = np.maximum(counts, 1.0) / np.maximum(expected, 1.0)

@@ -31,6 +31,7 @@ Fields, in the fixed generation order (``FIELD_ORDER``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -499,14 +500,42 @@ class Encoded:
     frame: pd.DataFrame
 
 
-def host_rates(flows: pd.DataFrame) -> dict[str, float]:
-    """log10 of flows per day of each user over the span of its days in ``flows``."""
+def host_rates(flows: pd.DataFrame, warp: TimeWarp | None = None) -> dict[str, float]:
+    """log10 of flows per day of each user: its flows over the days it has flows, each day
+    counted by the share of it the frame covers (``day_coverage``), so a capture of minutes
+    gives its hosts their rate per day, not their count. With ``warp``, the share is of the
+    day's operational time (a capture of the busiest hour covers more than 1/24 of the day),
+    which is what ``TimeWarp.gap_latent`` divides by."""
     if len(flows) == 0:
         return {}
-    days = np.floor(flows["ts"].to_numpy(dtype=float) / 86400.0)
+    ts = flows["ts"].to_numpy(dtype=float)
+    days = np.floor(ts / 86400.0)
+    cover = day_coverage(ts, warp)
     frame = pd.DataFrame({"user": flows["user"].astype(str).to_numpy(), "day": days})
-    agg = frame.groupby("user").agg(n=("day", "size"), d=("day", "nunique"))
-    return dict(zip(agg.index, np.log10(agg["n"] / agg["d"]).astype(float), strict=True))
+    first = frame.drop_duplicates(["user", "day"])
+    exposure = pd.Series(cover(first["day"].to_numpy()), index=first["user"].to_numpy())
+    exposure = exposure.groupby(level=0).sum()
+    n = frame.groupby("user").size()
+    return dict(zip(n.index, np.log10(n / exposure.reindex(n.index)).astype(float), strict=True))
+
+
+def day_coverage(
+    ts: np.ndarray, warp: TimeWarp | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """For epoch seconds ``ts`` (n,), a function of day numbers (m,) giving the share of each
+    day within ``[min(ts), max(ts)]``, in (0, 1]: 1 for a day the capture spans, less for its
+    first and last day when it starts or ends within them; in ``warp``'s operational time
+    when given. At least 1 s of a day."""
+    lo, hi = float(np.min(ts)), float(np.max(ts))
+    fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
+
+    def cover(days: np.ndarray) -> np.ndarray:
+        days = np.asarray(days, dtype=float)
+        start = np.maximum(days * 86400.0, lo)
+        end = np.maximum(np.minimum((days + 1) * 86400.0, hi), start)
+        return np.clip(fwd(end) - fwd(start), 1.0, 86400.0) / 86400.0
+
+    return cover
 
 
 def window_sums(frame: pd.DataFrame) -> np.ndarray:
@@ -548,7 +577,7 @@ def encode_frame(
     cat = {name: v.encode(frame) for name, v in vocabs.items()}
     known = infer_roles(frame) if n else {}
     role = role_ids(np.array([roles.get(u, known.get(u, "both")) for u in users], dtype=object))
-    own = host_rates(frame)
+    own = host_rates(frame, warp)
     rate = np.array([rates.get(u, own.get(u, 0.0)) for u in users], dtype=np.float32)
     ts = frame["ts"].to_numpy(dtype=float)
     lo, hi, width, emb, base = {}, {}, {}, {}, {}
@@ -642,6 +671,7 @@ __all__ = [
     "build_vocab",
     "encode_frame",
     "grid_interval",
+    "day_coverage",
     "host_rates",
     "infer_roles",
     "time_features",
