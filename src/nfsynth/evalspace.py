@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CONTINUOUS_FIELDS: tuple[str, ...] = ("dt", "duration", "packets", "bytes", "rev_packets", "rev_bytes")
+CONTINUOUS_FIELDS: tuple[str, ...] = (
+    "dt",
+    "duration",
+    "packets",
+    "bytes",
+    "rev_packets",
+    "rev_bytes",
+)
 CATEGORICAL_FIELDS: tuple[str, ...] = ("proto", "sport", "dport", "direction", "peer_kind")
 OTHER = "other"
 ZERO_EDGE = float(np.log1p(0.5))
@@ -116,14 +123,17 @@ class EvalSpace:
 
     def to_dict(self) -> dict:
         return {
-            "edges": {k: [float(e) if np.isfinite(e) else "inf" for e in v] for k, v in self.edges.items()},
+            "edges": {
+                k: [float(e) if np.isfinite(e) else "inf" for e in v] for k, v in self.edges.items()
+            },
             "vocab": self.vocab,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalSpace:
         edges = {
-            k: np.array([np.inf if e == "inf" else float(e) for e in v]) for k, v in data["edges"].items()
+            k: np.array([np.inf if e == "inf" else float(e) for e in v])
+            for k, v in data["edges"].items()
         }
         return cls(edges=edges, vocab={k: list(v) for k, v in data["vocab"].items()})
 

@@ -8,7 +8,9 @@ from nfsynth.report.build import DatasetInputs, build_report
 from nfsynth.report.embed import embed_sections
 
 logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
 )
 sys.stderr = open(snakemake.log[0], "a")
 

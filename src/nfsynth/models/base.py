@@ -166,24 +166,38 @@ def to_sample_table(frame: pd.DataFrame) -> pa.Table:
     for f in SAMPLE_SCHEMA:
         value = columns[f.name]
         array = value if isinstance(value, pa.Array) else pa.array(value)
-        arrays.append(array.cast(f.type) if not pa.types.is_dictionary(f.type) else array.dictionary_encode())
+        arrays.append(
+            array.cast(f.type) if not pa.types.is_dictionary(f.type) else array.dictionary_encode()
+        )
     return pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA)
 
 
 def write_model_files(
-    path: str | Path, kind: str, hyperparameters: dict, state: dict, arrays: dict[str, np.ndarray], space: EvalSpace
+    path: str | Path,
+    kind: str,
+    hyperparameters: dict,
+    state: dict,
+    arrays: dict[str, np.ndarray],
+    space: EvalSpace,
 ) -> None:
     """Write ``model.json`` (kind, hyperparameters, JSON state), ``arrays.npz`` and
     ``evalspace.json`` into directory ``path``."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "hyperparameters": hyperparameters, "state": state}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "hyperparameters": hyperparameters,
+        "state": state,
+    }
     (root / "model.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     np.savez(root / "arrays.npz", **arrays)
     space.save(root / "evalspace.json")
 
 
-def read_model_files(path: str | Path, kind: str) -> tuple[dict, dict, dict[str, np.ndarray], EvalSpace]:
+def read_model_files(
+    path: str | Path, kind: str
+) -> tuple[dict, dict, dict[str, np.ndarray], EvalSpace]:
     """Read what :func:`write_model_files` wrote: (hyperparameters, state, arrays, space)."""
     root = Path(path)
     meta = json.loads((root / "model.json").read_text())

@@ -191,9 +191,7 @@ def bin_quantiles(
     return out
 
 
-def draw_in_bins(
-    quantiles: np.ndarray, codes: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def draw_in_bins(quantiles: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Latent values in own bins ``codes`` by inverse CDF of their within-bin quantiles
     (``bin_quantiles``); float64 (n,)."""
     n_q = quantiles.shape[1] - 1
