@@ -467,3 +467,25 @@ def test_a_capture_of_minutes_samples_its_own_rate() -> None:
     per_host = sample.groupby("user").size()
     assert len(per_host) == 4
     np.testing.assert_allclose(per_host.to_numpy() / 400.0, 0.5, rtol=0.3)
+
+
+def test_rare_peers_are_sampled_as_training_peers_of_their_kind() -> None:
+    """Setup: the planted hosts, half of whose flows go to one of 500 internal peers
+    ``C<n>`` (the rest to their one external peer); 4 exact peer tokens, so the internal
+    peers fall in the ``<internal>`` bucket. Run: train, sample. Assert: every sampled peer is
+    a training peer, the ``C`` peers are the internal ones, and their share is the
+    training's within 0.1 (placeholder names would match no ``internal`` pattern)."""
+    flows = make_flows(ROLES2, seed=2)
+    rng = np.random.default_rng(2)
+    internal = rng.random(len(flows)) < 0.5
+    flows.loc[internal, "peer"] = [f"C{i}" for i in rng.integers(0, 500, internal.sum())]
+    flows.loc[internal, "peer_kind"] = "internal"
+    model = NeuralFlowModel(**{**SMALL, "epochs": 3, "top_peers": 4}).fit(flows, seed=0)
+    assert model.vocabs_["peer"].tokens[-1] == "<internal>"
+    sample = model.sample(4, 86400.0, 1.0, seed=3).to_pandas()
+    out = sample["direction"].astype(str) == "out"
+    peer = pd.Series(np.where(out, sample["dst"], sample["src"])).astype(str)
+    train = flows[flows["split"] == "train"]
+    assert set(peer) <= set(train["peer"].astype(str))
+    share = peer.str.startswith("C").mean()
+    assert abs(share - (train["peer_kind"] == "internal").mean()) < 0.1, share
