@@ -175,7 +175,7 @@ class NeuralFlowModel(FlowModel):
         self.period_ = (0.0, SECONDS_PER_DAY)  # first and last training flow (s), for fitting
         self.dt_factor_ = 1.0
         self.host_dt_factors_: np.ndarray | None = None  # per training-host id, then unknown
-        # per categorical field, sampling-side logit offsets (hosts + 1, V), see _calibrate
+        # per categorical field, sampling-side logit offsets (V,) of every host, see _calibrate
         self.token_offsets_: dict[str, np.ndarray] = {}
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
