@@ -18,8 +18,8 @@ shard (``users.shards`` = hosts / 100), every internal host selected. Two ways t
   4x larger. ``user_flows`` holds at most ``users.max_rows_in_memory`` user rows
   (``MAX_ROWS_IN_MEMORY`` here: the 1x shard fits in one group, the 4x shard goes in 4 groups
   of users through one spill to disk), so its memory stays flat; ``windows`` holds one row
-  group (batches cut at (user, window) cells) plus the output grid (users x windows x 11 int64, 4x with 4x
-  days: 100 users x 12 days x 288 windows is 30 MB).
+  group (batches cut at (user, window) cells) plus the output grid (users x windows x 11
+  int64, 4x with 4x days: 100 users x 12 days x 288 windows is 30 MB).
 
 Rates: rows per wall second and per CPU second (the 2 cores are shared), and the ratio to a
 reference measured in the same child on the same rows after the job: a plain pandas

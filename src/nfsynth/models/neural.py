@@ -89,6 +89,7 @@ from nfsynth.models.neural_vocab import (
     infer_roles,
     latent_base,
     raw_values,
+    warp_maps,
     weekly_span,
     window_sums,
 )
@@ -793,9 +794,7 @@ class NeuralFlowModel(FlowModel):
         hp = self.hyperparameters
         end = start + days * SECONDS_PER_DAY
         per_day = np.power(10.0, rates)
-        warp = self.warp_
-        fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
-        inv = warp.inverse if warp is not None else (lambda t: np.asarray(t, dtype=float))
+        fwd, inv = warp_maps(self.warp_)
         w0, w1 = float(fwd(np.array([start]))[0]), float(fwd(np.array([end]))[0])
         expected = per_day * (w1 - w0) / SECONDS_PER_DAY
         target = int(hp["sample_chunk_flows"])
@@ -846,8 +845,7 @@ class NeuralFlowModel(FlowModel):
         # the training period's first day, or all of it when shorter (a capture of minutes)
         start, last = self.period_
         days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
-        warp = self.warp_
-        fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
+        fwd, _ = warp_maps(self.warp_)
         span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
         expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
         factors = np.ones(n + 1)

@@ -510,6 +510,20 @@ def host_rates(flows: pd.DataFrame, warp: TimeWarp | None = None) -> dict[str, f
     return dict(zip(n.index, np.log10(n / exposure.reindex(n.index)).astype(float), strict=True))
 
 
+def warp_maps(
+    warp: TimeWarp | None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """``warp``'s (forward, inverse) maps of epoch seconds, or the identity twice without
+    a warp."""
+    if warp is not None:
+        return warp.forward, warp.inverse
+
+    def same(t: np.ndarray) -> np.ndarray:
+        return np.asarray(t, dtype=float)
+
+    return same, same
+
+
 def day_coverage(
     ts: np.ndarray, warp: TimeWarp | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -518,7 +532,7 @@ def day_coverage(
     first and last day when it starts or ends within them; in ``warp``'s operational time
     when given. At least 1 s of a day."""
     lo, hi = float(np.min(ts)), float(np.max(ts))
-    fwd = warp.forward if warp is not None else (lambda t: np.asarray(t, dtype=float))
+    fwd, _ = warp_maps(warp)
 
     def cover(days: np.ndarray) -> np.ndarray:
         days = np.asarray(days, dtype=float)
@@ -666,5 +680,6 @@ __all__ = [
     "host_rates",
     "infer_roles",
     "time_features",
+    "warp_maps",
     "weekly_span",
 ]
