@@ -28,6 +28,7 @@ def test_collect_and_aggregate(tmp_path: Path):
     assert list(runtime.per_rule(jobs)["rule"]) == ["train", "ingest"]  # slowest first
     t = runtime.model_training_seconds(jobs).set_index("model")
     assert t.at["b1", "train_seconds"] == 3.0 and t.at["neural", "train_seconds"] == 10.0
+    assert t.at["b1", "train_cpu_seconds"] == 1.5 and t.at["neural", "train_cpu_seconds"] == 5.0
 
 
 def test_no_files_gives_empty_table(tmp_path: Path):

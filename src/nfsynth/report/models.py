@@ -217,7 +217,7 @@ def models_section(
                 index="model", columns="metric", values="mean", aggfunc="first"
             )
             frame = (
-                ts[["model", "train_seconds"]]
+                ts[["model", "train_seconds", "train_cpu_seconds"]]
                 .set_index("model")
                 .join(means[keys], how="left")
                 .reset_index()
@@ -225,7 +225,8 @@ def models_section(
             sec.heading("Training time beside fidelity").add(
                 table(
                     frame,
-                    caption="Mean training seconds per seed (from the benchmark files) and headline fidelity.",
+                    caption="Mean training seconds per seed from the benchmark files, wall and CPU "
+                    "(wall depends on the job that ran beside it), and headline fidelity.",
                 )
             )
     winners = best_models(part, surrogate_nll)

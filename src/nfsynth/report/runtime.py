@@ -50,12 +50,15 @@ def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
 
 def model_training_seconds(jobs: pd.DataFrame) -> pd.DataFrame:
     """Training time per dataset and model (mean over seeds) from ``train`` jobs named
-    ``{dataset}.{model}.seed{seed}``: columns ``dataset, model, train_seconds``."""
+    ``{dataset}.{model}.seed{seed}``: columns ``dataset, model, train_seconds`` (wall) and
+    ``train_cpu_seconds`` (the job's CPU time: wall time depends on the job that ran beside
+    it, CPU time much less)."""
+    columns = ["dataset", "model", "train_seconds", "train_cpu_seconds"]
     train = jobs[jobs["rule"] == "train"].copy()
     if train.empty:
-        return pd.DataFrame(columns=["dataset", "model", "train_seconds"])
+        return pd.DataFrame(columns=columns)
     parts = train["job"].str.extract(r"^(?P<dataset>[^.]+)\.(?P<model>[^.]+)\.seed\d+$")
     train = pd.concat([train, parts], axis=1).dropna(subset=["dataset", "model"])
     return train.groupby(["dataset", "model"], as_index=False).agg(
-        train_seconds=("seconds", "mean")
+        train_seconds=("seconds", "mean"), train_cpu_seconds=("cpu_seconds", "mean")
     )
