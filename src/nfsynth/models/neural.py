@@ -30,8 +30,9 @@ forcing), and offsets the categorical heads' logits so that their pooled token m
 training one (``_calibrate``).
 
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
-early stopping on the validation split, ``max_train_flows`` flows per epoch drawn as
-windows of ``seq_len`` consecutive flows of a host (each with its ``history`` previous flows);
+early stopping on ``max_val_flows`` flows of the validation split, ``max_train_flows``
+flows per epoch drawn as windows of ``seq_len`` consecutive flows of a host (each with its
+``history`` previous flows);
 ``history_dropout`` hides a target's past, ``history_noise`` swaps history flows for random
 training flows, ``host_dropout`` scores a window as an unknown host.
 
@@ -108,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0001,
     "patience": 2,
     "max_train_flows": 40000,
+    "max_val_flows": 20000,
     "top_ports": 64,
     "top_peers": 64,
     "history_dropout": 0.3,
@@ -522,9 +524,10 @@ class NeuralFlowModel(FlowModel):
             opt, max_lr=float(hp["lr"]), total_steps=epochs * steps, pct_start=0.15
         )
         val_segments = None
-        if enc_val is not None:  # half an epoch's windows, spread evenly over every host
+        if enc_val is not None:  # max_val_flows worth of windows, spread over every host
             all_val = self._segments(enc_val)
-            pick = np.linspace(0, len(all_val) - 1, min(len(all_val), max(1, per_epoch // 2)))
+            n_val = max(1, math.ceil(int(hp["max_val_flows"]) / L))
+            pick = np.linspace(0, len(all_val) - 1, min(len(all_val), n_val))
             val_segments = all_val[np.unique(pick.astype(np.int64))] if len(all_val) else all_val
         best, best_state, bad, history = math.inf, None, 0, {"train": [], "val": []}
         previous = torch.are_deterministic_algorithms_enabled()
