@@ -139,14 +139,19 @@ def model_params(wildcards):
     return config["models"][wildcards.model]
 
 
-#: CPU threads of a model's train and sample jobs: torch networks use two; the baselines are
-#: single-threaded; CTGAN/TVAE's tiny operations spend ~10x more CPU per step on two threads.
-MODEL_THREADS = {"independent": 1, "bayesnet": 1, "neural": 2, "ctgan": 1, "tvae": 1}
+#: CPU threads of a model's train and sample jobs: the baselines are single-threaded;
+#: CTGAN/TVAE's tiny operations spend ~10x more CPU per step on two threads; the neural
+#: model uses its `cpu_threads` (0: all, counted as 2 here).
+MODEL_THREADS = {"independent": 1, "bayesnet": 1, "ctgan": 1, "tvae": 1}
 
 
 def model_threads(wildcards):
-    """Threads of a model's train and sample jobs, by its kind."""
-    return MODEL_THREADS[config["models"][wildcards.model]["kind"]]
+    """Threads of a model's train and sample jobs, by its kind (the neural model: its
+    configured torch threads, so a one-thread job does not hold a second core idle)."""
+    spec = config["models"][wildcards.model]
+    if spec["kind"] == "neural":
+        return int(spec.get("cpu_threads", 1)) or 2
+    return MODEL_THREADS[spec["kind"]]
 
 
 def model_needs_gpu(wildcards):
