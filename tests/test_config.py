@@ -85,3 +85,27 @@ def test_user_configfile_datasets_replace_the_defaults(tmp_path: Path):
     assert planned_jobs(proc.stdout) == {"ingest": 1, "ingest_only": 1}
     assert "results/mine/flows/manifest.json" in proc.stdout
     assert "results/sim/" not in proc.stdout
+
+
+def test_model_jobs_claim_the_threads_their_config_gives(tmp_path: Path):
+    """A neural job claims its torch threads (`cpu_threads`), not a fixed two: a one-thread
+    job must not hold a second core idle; 0 (all threads) claims two."""
+    from tests.workflow.helpers import write_config
+
+    work = scratch_copy(tmp_path / "w")
+    targets = ("results/sim/models/neural/seed1", "results/sim/models/b2/seed1")
+
+    def claimed(configfile: str) -> dict[str, int]:
+        out = snakemake(work, "-n", *targets, configfile=configfile).stdout
+        jobs = {}
+        for block in out.split("rule train:")[1:]:
+            block = block.split("\n\n")[0]
+            model = block.split("model=")[1].split(",")[0]
+            line = [x for x in block.splitlines() if x.strip().startswith("threads:")]
+            jobs[model] = int(line[0].split(":")[1]) if line else 1  # printed only when > 1
+        return jobs
+
+    for threads, want in ((1, 1), (2, 2), (0, 2)):
+        name = f"threads{threads}.yaml"
+        write_config(work, name, lambda c, t=threads: c["models"]["neural"].update(cpu_threads=t))
+        assert claimed(f"config/{name}") == {"neural": want, "b2": 1}

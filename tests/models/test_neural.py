@@ -109,6 +109,29 @@ def test_training_drives_nll_down(flows: pd.DataFrame) -> None:
     assert model.log_prob(held).mean() > untrained.log_prob(held).mean() + 1.0
 
 
+def test_validation_scores_max_val_flows_spread_over_every_host(
+    flows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: 4 hosts with about 300 validation flows each (windows of 16). Run: one epoch
+    with ``max_val_flows`` 320, then 10**6. Assert: 20 windows scored, from every host;
+    then every window."""
+    scored: list[np.ndarray] = []
+    original = NeuralFlowModel._mean_nll
+
+    def spy(self, enc, segments):
+        if enc is not None:
+            scored.append(enc.host[segments])
+        return original(self, enc, segments)
+
+    monkeypatch.setattr(NeuralFlowModel, "_mean_nll", spy)
+    hp = {**SMALL, "epochs": 1, "max_train_flows": 200, "calibrate": False}
+    NeuralFlowModel(**hp, max_val_flows=320).fit(flows, seed=0)
+    assert len(scored[-1]) == 20 and set(scored[-1].tolist()) == {0, 1, 2, 3}
+    NeuralFlowModel(**hp, max_val_flows=10**6).fit(flows, seed=0)
+    per_host = flows[flows["split"] == "val"].groupby("user").size().to_numpy()
+    assert len(scored[-1]) == int(np.ceil(per_host / SMALL["seq_len"]).sum())
+
+
 def test_causal_mask(fitted: NeuralFlowModel, flows: pd.DataFrame) -> None:
     """Changing a later field of flow i, or flow i+1, leaves the earlier fields of flow i
     and all earlier flows unchanged, while the changed field's own log-prob moves."""
