@@ -224,7 +224,7 @@ class FlowNet(nn.Module):
         (..., F, d), host ids (...); head j sees ``s`` plus the embeddings of fields < j."""
         n_fields, d = field_emb.shape[-2], field_emb.shape[-1]
         # exclusive prefix sums over the fields as one (F, F) @ (F, rows * d) product: a
-        # cumsum along the short field axis (and its flip-cumsum-flip backward) cost 4x more
+        # cumsum along the short field axis (with its flip-cumsum-flip backward) took ~2x as long
         by_field = field_emb.movedim(-2, 0).reshape(n_fields, -1)
         prefix = (self.prefix_mask.to(field_emb.dtype) @ by_field).view(
             n_fields, *field_emb.shape[:-2], d
