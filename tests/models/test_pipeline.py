@@ -27,6 +27,7 @@ def test_train_and_sample_from_files(sim_users_dir, tmp_path):
     saved = json.loads((tmp_path / "m" / "training.json").read_text())
     assert saved == info
     assert info["train_rows"] > 0 and 0 < info["val_nll_bits_per_flow"] < 200
+    assert 0 < info["fit_cpu_seconds"] < info["fit_seconds"] * 4 + 1
     n = sample_model(
         tmp_path / "m", sim_users_dir / "split.json", {"n_users": 2, "days": 0.2, "start": "auto"}, 3,
         tmp_path / "s.parquet", hosts_path=sim_users_dir / "hosts.parquet",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
 
 from nfsynth.report import runtime
 
@@ -28,7 +31,24 @@ def test_collect_and_aggregate(tmp_path: Path):
     assert list(runtime.per_rule(jobs)["rule"]) == ["train", "ingest"]  # slowest first
     t = runtime.model_training_seconds(jobs).set_index("model")
     assert t.at["b1", "train_seconds"] == 3.0 and t.at["neural", "train_seconds"] == 10.0
-    assert t.at["b1", "train_cpu_seconds"] == 1.5 and t.at["neural", "train_cpu_seconds"] == 5.0
+    assert "train_cpu_seconds" not in t  # the benchmark's CPU stops at its 15 s sample
+
+
+def test_fit_seconds_come_from_each_models_training_json(tmp_path: Path):
+    def fit(dataset: str, model: str, seed: int, info: dict) -> None:
+        path = tmp_path / dataset / "models" / model / f"seed{seed}" / "training.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(info))
+
+    fit("sim", "neural", 1, {"fit_seconds": 12.0, "fit_cpu_seconds": 11.0})
+    fit("sim", "neural", 2, {"fit_seconds": 14.0, "fit_cpu_seconds": 13.0})
+    fit("sim", "ctgan", 1, {"fit_seconds": 16.0})  # written before the CPU time was
+    fit("other", "neural", 1, {"fit_seconds": 99.0, "fit_cpu_seconds": 99.0})
+    t = runtime.model_fit_seconds({"sim": tmp_path / "sim" / "models"}).set_index("model")
+    assert sorted(t.index) == ["ctgan", "neural"] and set(t["dataset"]) == {"sim"}
+    assert t.at["neural", "fit_seconds"] == 13.0 and t.at["neural", "fit_cpu_seconds"] == 12.0
+    assert t.at["ctgan", "fit_seconds"] == 16.0 and np.isnan(t.at["ctgan", "fit_cpu_seconds"])
+    assert runtime.model_fit_seconds({"sim": tmp_path / "none"}).empty
 
 
 def test_no_files_gives_empty_table(tmp_path: Path):

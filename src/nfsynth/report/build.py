@@ -58,7 +58,12 @@ def runtime_section(bench_dir: str | Path) -> Section:
             totals,
             caption="Per rule: number of jobs, total and longest wall seconds, largest peak RSS (MB).",
         ),
-        table(jobs, caption="Every job: wall seconds, peak RSS (MB), CPU seconds."),
+        table(
+            jobs,
+            caption="Every job: wall seconds, peak RSS (MB), CPU seconds. Snakemake samples a "
+            "job's CPU every 0.5 s for its first 15 s, then every 30 s: a longer job's CPU "
+            "seconds stop at its last sample.",
+        ),
     )
     return sec
 
@@ -81,7 +86,9 @@ def build_report(
     t0 = time.perf_counter()
     summary = pd.read_csv(summary_csv)
     jobs = runtime.collect(bench_dir)
-    train_seconds = runtime.model_training_seconds(jobs) if not jobs.empty else None
+    train_seconds = runtime.model_training_seconds(jobs)
+    fits = runtime.model_fit_seconds({ds.name: ds.users_dir.parent / "models" for ds in datasets})
+    train_seconds = train_seconds.merge(fits, on=["dataset", "model"], how="outer")
     sections: list[Section] = []
     for ds in datasets:
         log.info("report: dataset %s", ds.name)

@@ -12,6 +12,8 @@ import pandas as pd
 from nfsynth.report.html import Section, paragraph, table
 
 REFERENCE = "real"
+#: columns of the training-time table, where present
+TIME_COLUMNS = ("train_seconds", "fit_seconds", "fit_cpu_seconds")
 #: Metrics shown first, in this order, when present.
 HEADLINE = [
     "nll_bits",
@@ -217,7 +219,7 @@ def models_section(
                 index="model", columns="metric", values="mean", aggfunc="first"
             )
             frame = (
-                ts[["model", "train_seconds", "train_cpu_seconds"]]
+                ts[["model", *[c for c in TIME_COLUMNS if c in ts]]]
                 .set_index("model")
                 .join(means[keys], how="left")
                 .reset_index()
@@ -225,8 +227,10 @@ def models_section(
             sec.heading("Training time beside fidelity").add(
                 table(
                     frame,
-                    caption="Mean training seconds per seed from the benchmark files, wall and CPU "
-                    "(wall depends on the job that ran beside it), and headline fidelity.",
+                    caption="Mean over seeds: train_seconds, the training job's wall time "
+                    "(benchmark files; it depends on the job that ran beside it); fit_seconds "
+                    "and fit_cpu_seconds, the fit's own wall and CPU time (training.json); "
+                    "and headline fidelity.",
                 )
             )
     winners = best_models(part, surrogate_nll)
