@@ -59,11 +59,11 @@ def test_section_has_winner_list_and_utility_table(summary):
 def test_training_time_table_shows_job_and_fit_times_beside_fidelity(summary):
     seconds = pd.DataFrame(
         {
-            "dataset": ["d", "d", "other"],
-            "model": ["b1", "neural", "b1"],
-            "train_seconds": [3.5, 27.25, 99.0],
-            "fit_seconds": [1.25, 12.75, 98.0],
-            "fit_cpu_seconds": [1.125, 11.5, 97.0],
+            "dataset": ["d", "d", "other", "d"],
+            "model": ["b1", "neural", "b1", "retired"],
+            "train_seconds": [3.5, 27.25, 99.0, 96.0],
+            "fit_seconds": [1.25, 12.75, 98.0, 95.0],
+            "fit_cpu_seconds": [1.125, 11.5, 97.0, 94.0],
         }
     )
     html = "".join(models_section(summary, "d", seconds).parts)
@@ -72,6 +72,7 @@ def test_training_time_table_shows_job_and_fit_times_beside_fidelity(summary):
     neural = next(r for r in part.split("<tr>") if ">neural<" in r)
     assert "27.25" in neural and "12.75" in neural and "11.5" in neural and "0.1" in neural
     assert "99" not in part and "98" not in part  # another dataset's jobs stay out
+    assert "retired" not in part  # a model directory of no configured model
 
 
 def test_empty_table_is_an_error():

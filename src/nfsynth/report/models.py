@@ -208,7 +208,10 @@ def models_section(
             )
         )
     if train_seconds is not None and len(train_seconds):
-        ts = train_seconds[train_seconds["dataset"] == dataset]
+        # configured models only: a model directory left from an older config has no rows
+        ts = train_seconds[
+            (train_seconds["dataset"] == dataset) & train_seconds["model"].isin(part["model"])
+        ]
         if len(ts):
             keys = [
                 m
