@@ -48,8 +48,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +69,7 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.models.neural_net import FlowNet, interval_log_prob
+from nfsynth.models.neural_net import FlowNet, interval_log_prob, torch_threads
 from nfsynth.models.neural_sample import StepSampler
 from nfsynth.models.neural_vocab import (
     CATEGORICAL,
@@ -972,21 +970,6 @@ class NeuralFlowModel(FlowModel):
                 "parameters": int(n_params),
             }
         )
-
-
-@contextmanager
-def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
-    """Run torch CPU ops with at most ``threads`` intra-op threads (0: unchanged). The
-    model's ops are small (thousands of rows by 64): a second thread gains little on an idle
-    machine and loses several-fold when the cores are shared (OpenMP threads wait on each
-    other), so the default is one."""
-    before = torch.get_num_threads()
-    if device.type == "cpu" and threads > 0:
-        torch.set_num_threads(min(threads, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _val_flows(users: Any) -> pd.DataFrame | None:

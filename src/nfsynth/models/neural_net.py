@@ -30,6 +30,8 @@ time, so every later field sees the hour of its flow.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -84,6 +86,21 @@ def interval_log_prob(
     )
     comp = torch.where(width <= 0, torch.full_like(comp, -69.0), comp)
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
+
+
+@contextmanager
+def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
+    """Run torch CPU ops with at most ``threads`` intra-op threads (0: unchanged). The
+    model's ops are small (thousands of rows by 64): a second thread gains little on an idle
+    machine and loses several-fold when the cores are shared (OpenMP threads wait on each
+    other), so the default is one."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and threads > 0:
+        torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class FlowNet(nn.Module):

@@ -35,7 +35,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.nn import functional as F
 
-from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet
+from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet, torch_threads
 from nfsynth.models.neural_vocab import (
     BPP_RANGE,
     CATEGORICAL,
@@ -151,13 +151,8 @@ class StepSampler:
         """See ``_generate``; BLAS and torch (the GELU) held to one thread: on these tiny
         arrays extra threads only spin (a sampling job used 1.3x its wall time in CPU while
         the job beside it waited)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with threadpool_limits(1, "blas"):
-                return self._generate(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
+        with torch_threads(1, torch.device("cpu")), threadpool_limits(1, "blas"):
+            return self._generate(*args, **kwargs)
 
     def _generate(
         self,
