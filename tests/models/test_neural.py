@@ -512,3 +512,29 @@ def test_rare_peers_are_sampled_as_training_peers_of_their_kind() -> None:
     assert set(peer) <= set(train["peer"].astype(str))
     share = peer.str.startswith("C").mean()
     assert abs(share - (train["peer_kind"] == "internal").mean()) < 0.1, share
+
+
+def test_rate_calibration_scales_the_idle_time_and_keeps_the_bursts():
+    """``scale_gaps``: gaps under a tenth of the host's mean gap stay as sampled, the rest of
+    each gap is scaled; the map is continuous and increasing, and on exponential gaps (less
+    bursty than real ones, so more of their time in short gaps) it still moves the total time,
+    so the flow count, 90% of the way to the factor: each multiplicative calibration round
+    closes at least 90% of a host's rate error."""
+    from nfsynth.models.neural_sample import SCALE_GAPS_FROM, scale_gaps
+
+    c = SCALE_GAPS_FROM
+    short = np.array([0.0, 0.001, 0.02, c])
+    for factor in (0.3, 0.7, 1.6):
+        np.testing.assert_array_equal(scale_gaps(short, factor), short)
+        np.testing.assert_allclose(scale_gaps(np.array([c + 2.0]), factor), [c + 2.0 * factor])
+    grid = np.linspace(0.0, 5.0, 5001)
+    for factor in (0.1, 0.5, 1.0, 3.0, 10.0):
+        out = scale_gaps(grid, factor)
+        assert np.all(np.diff(out) > 0)  # increasing: no value skipped or piled up
+        assert np.abs(np.diff(out)).max() <= max(factor, 1.0) * 0.001 + 1e-12  # continuous
+    # one factor per host (rows)
+    np.testing.assert_allclose(scale_gaps(np.array([1.1, 1.1]), np.array([0.5, 2.0])), [0.6, 2.1])
+    gaps = np.random.default_rng(0).exponential(1.0, 200_000)
+    for factor in (0.6, 0.85, 1.3):
+        ratio = scale_gaps(gaps, factor).sum() / gaps.sum()
+        assert abs(ratio - factor) <= 0.1 * abs(1.0 - factor), (factor, ratio)

@@ -3,8 +3,9 @@
 A format (``lanl2017.py``, ``ugr16.py``, ...) declares its columns and their *kind*; this module
 parses a chunk with ``pyarrow.csv`` in two ways:
 
-- fast path: every column read straight to its type (multi-threaded); then vectorised checks
-  (negative counts, protocol range or name) reject single rows;
+- fast path: every column read straight to its type (multi-threaded where cores are left
+  beside decompression, ``parse_chunk``); then vectorised checks (negative counts, protocol
+  range or name) reject single rows;
 - slow path, only for a chunk the fast path cannot convert: every column read as text, bad
   field counts caught by pyarrow's invalid-row handler, each field checked with a vectorised
   regular expression, and the good rows cast to their types.

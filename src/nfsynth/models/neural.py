@@ -23,8 +23,8 @@ peer token has one kind).
 Time: ``dt`` is modelled in operational time (``neural_vocab.TimeWarp``): the gap, warped by
 the training data's hourly flow profile and divided by the host's mean gap (its activity),
 so the daily rhythm and the flows per host-day are built in and the network learns the
-shape of the gaps (bursts, sessions). After training, ``calibrate`` scales sampled gaps so
-that free-running samples of the training hosts hold their flows per day (the mean of a
+shape of the gaps (bursts, sessions). After training, ``calibrate`` scales the idle part of
+sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training hosts hold their flows per day (the mean of a
 log-space mixture is sensitive to its tail, and free-running history drifts from teacher
 forcing), and offsets the categorical heads' logits so that their pooled token mix is the
 training one (``_calibrate``).
@@ -824,7 +824,8 @@ class NeuralFlowModel(FlowModel):
 
         - rate: a gap scale per training host so that it holds as many flows as its
           activity says (the mean of a log-space mixture is sensitive to its tail), and one
-          over all hosts for unknown hosts;
+          over all hosts for unknown hosts; it scales the idle part of each gap only
+          (``neural_sample.scale_gaps``), so bursts keep their spacing;
         - tokens: per categorical field, a logit offset per token, the log ratio of its
           training count to its sampled count over all hosts (each with
           ``TOKEN_PSEUDO_FLOWS`` added, clipped to ``TOKEN_OFFSET_RANGE``). Free-running

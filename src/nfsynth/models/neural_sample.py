@@ -60,6 +60,25 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return F.gelu(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
+#: Gaps shorter than this share of a host's mean gap are left as sampled by the rate
+#: calibration (``scale_gaps``).
+SCALE_GAPS_FROM = 0.1
+
+
+def scale_gaps(gaps: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
+    """A host's gaps in units of its mean gap, (B,), after the rate calibration's ``factor``
+    (B,) or scalar: the part of each gap above ``SCALE_GAPS_FROM`` is scaled, the rest kept.
+
+    The calibration sets the factor so that a host holds its flows per day. Scaling whole
+    gaps moved the short ones too: with factors of 0.5-1.3 per host the gaps within a burst
+    shrank or grew with the idle time between bursts. Nearly all of a host's time lies in its
+    longer gaps, so scaling only them changes its flow count about as much and keeps its
+    bursts (docs/neural.md section 11). Continuous and increasing in the gap, so no value is
+    skipped or piled up."""
+    c = SCALE_GAPS_FROM
+    return np.where(gaps > c, c + (gaps - c) * factor, gaps)
+
+
 class StepSampler:
     """Numpy twin of a ``FlowNet`` for sampling (see module docstring)."""
 
@@ -241,7 +260,7 @@ class StepSampler:
                 r = spec.resolution
                 tfeat = None
                 if f == "dt" and warp is not None:
-                    gap = np.exp(y) * fac * 86400.0 / per_day
+                    gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
                     t1 = warp.inverse(warp.forward(ts) + gap)
                     x = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
@@ -250,8 +269,8 @@ class StepSampler:
                     x = np.round(np.maximum(base, 1.0) * np.exp(y) / r) * r * (base > 0)
                 else:
                     x = np.maximum(np.round(np.expm1(y) / r), spec.floor_cell) * r
-                    if f == "dt":
-                        x = x * fac
+                    if f == "dt":  # (no warp: a capture too short to fit one)
+                        x = scale_gaps(x * per_day / 86400.0, fac) * 86400.0 / per_day
                 if f == "dt":
                     new_ts = ts + x
                     tfeat = time_features(new_ts, self.weekly)
