@@ -48,3 +48,17 @@ def test_sample_start_rules(tmp_path):
     assert sample_start("auto", {"mode": "hosts", "days": ["1970-01-02"]}) == 86400.0
     with pytest.raises(ValueError, match="auto"):
         sample_start("auto", {"mode": "hosts"})
+
+
+def test_thread_limit_holds_for_torch_imported_after_it():
+    """A peer imports torch inside ``fit``, after the job set its thread limit: torch must
+    still use the job's one thread, not every core."""
+    import subprocess
+    import sys
+
+    code = (
+        "from nfsynth.models.pipeline import limit_threads; limit_threads(1); "
+        "import torch; print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

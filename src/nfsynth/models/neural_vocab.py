@@ -165,8 +165,7 @@ def build_vocab(
     for v in space.vocab.get(eval_field, []) if eval_field != "peer_kind" else []:
         if v not in exact and v in counts.index:
             exact.append(v)
-    exact_set = set(exact)
-    rest = np.array([v not in exact_set for v in text])
+    rest = ~pd.Series(text, dtype=object).isin(exact).to_numpy()
     buckets_all = {
         "dport": ["<low>", "<reg>", "<eph>", "<anon>", "<text>"],
         "sport": ["<low>", "<reg>", "<eph>", "<anon>", "<text>"],
@@ -185,14 +184,20 @@ def build_vocab(
         vocab.bucket_values[b] = [str(v) for v in sel.index[:bucket_keep]]
         vocab.bucket_counts[b] = [int(c) for c in sel.to_numpy()[:bucket_keep]]
     if name == "peer":
-        kinds = (
-            pd.Series(categorical_text(flows["peer_kind"]), index=text)
-            .groupby(level=0)
-            .agg(lambda s: s.value_counts().index[0])
-        )
+        kinds = _most_frequent_kind(text, categorical_text(flows["peer_kind"]))
         vocab.peer_kind = [str(kinds.get(v, "external")) for v in exact] + ["external", "internal"]
     vocab.eval_code = eval_codes(vocab, space)
     return vocab
+
+
+def _most_frequent_kind(peers: np.ndarray, kinds: np.ndarray) -> pd.Series:
+    """Each peer's most frequent kind (ties: the first kind by name), indexed by peer.
+    ``peers``, ``kinds``: (n,) text. One grouped count, where a Python function per peer
+    took 1.5 s of a 14 s fit on UGR'16 (tens of thousands of peers)."""
+    counts = pd.DataFrame({"peer": peers, "kind": kinds}).groupby(["peer", "kind"]).size()
+    ranked = counts.reset_index(name="n").sort_values("n", ascending=False, kind="mergesort")
+    first = ranked.drop_duplicates("peer")
+    return pd.Series(first["kind"].to_numpy(), index=first["peer"].to_numpy())
 
 
 def _ranked_counts(text: np.ndarray) -> pd.Series:
