@@ -232,8 +232,8 @@ def models_section(
                     frame,
                     caption="Mean over seeds: train_seconds, the training job's wall time "
                     "(benchmark files; it depends on the job that ran beside it); fit_seconds "
-                    "and fit_cpu_seconds, the fit's own wall and CPU time (training.json); "
-                    "and headline fidelity.",
+                    "and fit_cpu_seconds, the fit's own wall and CPU time, the import of the "
+                    "model's libraries included (training.json); and headline fidelity.",
                 )
             )
     winners = best_models(part, surrogate_nll)
