@@ -3,10 +3,12 @@ default config, from nothing, in a scratch copy of the repository.
 
 The scratch copy holds ``Snakefile``, ``config/``, ``workflow/`` and ``data/`` (the package
 itself is the venv's editable install, so the run uses this checkout's ``src``). In the same
-run it measures two references, each a fresh child process timed by wall clock:
+run it measures three references, each a fresh child process timed by wall clock:
 
-- ``python -c 'import nfsynth'`` (interpreter and package start-up, median of 3), and
-- ``nfsynth ingest --format ugr16 data/ugr16-sample`` (the shipped UGR'16 sample alone).
+- ``python -c 'import nfsynth'`` (interpreter and package start-up, median of 3),
+- ``nfsynth ingest --format ugr16 data/ugr16-sample`` (the shipped UGR'16 sample alone), and
+- a fixed numpy and Python workload that does not run nfsynth's code (``CPU_REFERENCE``), so
+  that a change to the ingest does not move the unit runs are compared in.
 
 After the workflow it reads the ``benchmark:`` files (``nfsynth.report.runtime.collect`` and
 ``per_rule``): seconds, peak RSS and CPU seconds per job, totals per rule. It prints the
@@ -71,9 +73,17 @@ def timed(cmd: list[str], cwd: Path, log: Path | None = None) -> tuple[float, in
             out.close()
 
 
+#: One thread of sorting and Python arithmetic, about 1 s on the 2-core machine.
+CPU_REFERENCE = (
+    "import numpy as np; r = np.random.default_rng(0); "
+    "[np.sort(r.random(2_000_000)) for _ in range(12)]; sum(i * i for i in range(8_000_000))"
+)
+
+
 def references(bin_dir: Path, work: Path) -> dict[str, float]:
-    """Wall seconds of the two reference commands (see module docstring)."""
+    """Wall seconds of the three reference commands (see module docstring)."""
     python = str(bin_dir / "python")
+    cpu = timed([python, "-c", CPU_REFERENCE], work)[0]
     starts = [timed([python, "-c", "import nfsynth"], work)[0] for _ in range(3)]
     out = work / "ref-ugr16"
     seconds, rc = timed(
@@ -92,7 +102,11 @@ def references(bin_dir: Path, work: Path) -> dict[str, float]:
     if rc != 0:
         raise RuntimeError(f"reference ingest failed (exit {rc}); see {work / 'ref-ugr16.log'}")
     shutil.rmtree(out, ignore_errors=True)
-    return {"import_nfsynth_s": statistics.median(starts), "ingest_ugr16_sample_s": seconds}
+    return {
+        "import_nfsynth_s": statistics.median(starts),
+        "ingest_ugr16_sample_s": seconds,
+        "cpu_reference_s": cpu,
+    }
 
 
 def planned_jobs(text: str) -> dict[str, int]:
