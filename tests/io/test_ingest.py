@@ -270,6 +270,33 @@ def test_parsing_is_threaded_only_where_cores_are_left_beside_decompression(
 
     monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
     assert ingest_module.parse_threads(2) is threaded
+    assert ingest_module.parse_threads(0) is (cpus >= 2)  # plain text: nothing decompressing
+
+
+@pytest.mark.parametrize(("suffix", "threaded"), [("", True), (".gz", False), (".bz2", False)])
+def test_each_input_is_parsed_with_threads_by_what_decompresses_it(
+    monkeypatch, tmp_path, suffix, threaded
+):
+    """On two CPUs: plain text parses threaded; gzip (one thread inflating) and bz2 (lbzip2
+    with two) parse on one thread."""
+    import nfsynth.io.ingest as ingest_module
+    import nfsynth.io.readers as readers_module
+
+    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda _pid: {0, 1})
+    seen = []
+    parse = readers_module.parse_chunk
+
+    def spy(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs.get("threads", True))
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "parse_chunk", spy)
+    text = b"".join(b"%d,1,C1,C2,6,P1,80,1,1,60,60\n" % i for i in range(100))
+    opener = {"": lambda b: b, ".gz": gzip.compress, ".bz2": bz2.compress}[suffix]
+    path = tmp_path / f"netflow{suffix}"
+    path.write_bytes(opener(text))
+    ingest([path], tmp_path / "out", fmt="lanl2017", threads=2)
+    assert seen and all(flag is threaded for flag in seen)
 
 
 def test_ingest_does_not_import_pandas():
