@@ -24,10 +24,10 @@ Time: ``dt`` is modelled in operational time (``neural_vocab.TimeWarp``): the ga
 the training data's hourly flow profile and divided by the host's mean gap (its activity),
 so the daily rhythm and the flows per host-day are built in and the network learns the
 shape of the gaps (bursts, sessions). After training, ``calibrate`` scales the idle part of
-sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training hosts hold their flows per day (the mean of a
-log-space mixture is sensitive to its tail, and free-running history drifts from teacher
-forcing), and offsets the categorical heads' logits so that their pooled token mix is the
-training one (``_calibrate``).
+sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training
+hosts hold their flows per day (the mean of a log-space mixture is sensitive to its tail,
+and free-running history drifts from teacher forcing), and offsets the categorical heads'
+logits so that their pooled token mix is the training one (``_calibrate``).
 
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
 early stopping on ``max_val_flows`` flows of the validation split, ``max_train_flows``
