@@ -538,3 +538,36 @@ def test_rate_calibration_scales_the_idle_time_and_keeps_the_bursts():
     for factor in (0.6, 0.85, 1.3):
         ratio = scale_gaps(gaps, factor).sum() / gaps.sum()
         assert abs(ratio - factor) <= 0.1 * abs(1.0 - factor), (factor, ratio)
+
+
+def test_calibration_rounds_keep_to_their_flow_budget(
+    fitted: NeuralFlowModel, flows: pd.DataFrame, caplog
+) -> None:
+    """Training hosts expecting more than ``calibration_flows`` flows over the calibration
+    span are calibrated on a shorter span that expects about that many (the same share of
+    operational time for every host); with the budget off, on the whole span."""
+    import copy
+    import logging
+    import re
+
+    train = flows[flows["split"] == "train"]
+
+    def calibrate_with(budget: int) -> tuple[float, float]:
+        model = copy.deepcopy(fitted)
+        model.hyperparameters["calibration_flows"] = budget
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="nfsynth.models.neural"):
+            model._calibrate(model._encode(train), seed=0)
+        rounds = re.findall(
+            r"calibration \d: \d+ flows of (\d+) expected over ([\d.]+) h", caplog.text
+        )
+        assert len(rounds) == 2 and rounds[0] == rounds[1], rounds
+        return float(rounds[0][0]), float(rounds[0][1])
+
+    expected, hours = calibrate_with(0)
+    assert expected > 400 and hours > 1.0
+    budget = int(expected / 4)
+    short_expected, short_hours = calibrate_with(budget)
+    assert abs(short_expected - budget) <= 1.0, (short_expected, budget)
+    assert short_hours < hours
+    assert calibrate_with(int(expected * 2)) == (expected, hours)  # under budget: unchanged

@@ -114,6 +114,7 @@ DEFAULTS: dict[str, Any] = {
     "history_noise": 0.15,
     "host_dropout": 0.1,
     "calibrate": True,
+    "calibration_flows": 100000,
     "cpu_threads": 1,
     "sample_chunk_flows": 400,
     "sample_burn_in": 32,
@@ -847,9 +848,17 @@ class NeuralFlowModel(FlowModel):
         # the training period's first day, or all of it when shorter (a capture of minutes)
         start, last = self.period_
         days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
-        fwd, _ = warp_maps(self.warp_)
+        fwd, inv = warp_maps(self.warp_)
         span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
         expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
+        budget = float(self.hyperparameters.get("calibration_flows") or 0)
+        if budget and expected.sum() > budget:  # rounds of about ``budget`` flows: a shorter
+            # span (in operational time, so every host keeps its share of the flows)
+            w0 = float(fwd(np.array([start]))[0])
+            end = float(inv(np.array([w0 + span * budget / expected.sum()]))[0])
+            days = max((end - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY)
+            span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
+            expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
         factors = np.ones(n + 1)
         cats = [f for f in self.fields_ if f in CATEGORICAL]
         target = {f: self._token_counts(enc.cat[f], f) for f in cats}
@@ -881,10 +890,10 @@ class NeuralFlowModel(FlowModel):
                     trial[f] = kept[f]
                     notes.append(f"{f} {drift:.3f} (offsets dropped)")
             log.info(
-                "neural: calibration %d: %.3f of the flows (hosts %.2f..%.2f), "
-                "dt x %.3f (hosts %.2f..%.2f); token drift %s",
-                k, overall, ratio.min(), ratio.max(), factors[n], factors[:n].min(),
-                factors[:n].max(), ", ".join(notes),
+                "neural: calibration %d: %d flows of %.0f expected over %.2f h, %.3f of the "
+                "flows (hosts %.2f..%.2f), dt x %.3f (hosts %.2f..%.2f); token drift %s",
+                k, len(frame), expected.sum(), days * 24.0, overall, ratio.min(), ratio.max(),
+                factors[n], factors[:n].min(), factors[:n].max(), ", ".join(notes),
             )  # fmt: skip
         self.host_dt_factors_ = factors
         self.dt_factor_ = float(factors[n])
