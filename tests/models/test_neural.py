@@ -400,6 +400,7 @@ def test_calibration_pulls_a_drifted_token_back_toward_its_training_share(
     with torch.no_grad():
         model.net_.head_out[j].bias[tok] += 8.0
     model.sampler_, model.token_offsets_ = None, {}
+    model.proto_support_ = {}  # the drift crosses protocols (DNS over UDP to 443)
 
     def share_443(m: NeuralFlowModel) -> float:
         frame = m.sample(8, 86400.0, 1.0, seed=11).to_pandas()
@@ -571,3 +572,35 @@ def test_calibration_rounds_keep_to_their_flow_budget(
     assert abs(short_expected - budget) <= 1.0, (short_expected, budget)
     assert short_hours < hours
     assert calibrate_with(int(expected * 2)) == (expected, hours)  # under budget: unchanged
+
+
+def test_sampled_ports_keep_to_the_protocols_they_occur_with(fitted: NeuralFlowModel) -> None:
+    """Setup: the fitted model with its port head pushed 8 nats toward 443, which the
+    training flows use with TCP only. Assert: with the protocol-port support (learned in
+    ``fit``) no UDP flow gets port 443 and every sampled (proto, port) pair occurs in
+    training; without it, UDP flows do get 443."""
+    import copy
+
+    model = copy.deepcopy(fitted)
+    vocab = model.vocabs_["dport"]
+    tok = vocab.tokens.index("443")
+    with torch.no_grad():
+        model.net_.head_out[model.fields_.index("dport")].bias[tok] += 8.0
+    model.sampler_, model.token_offsets_ = None, {}
+    support = model.proto_support_["dport"]
+    udp = model.vocabs_["proto"].tokens.index("17")
+    assert support[:, tok].any() and not support[udp, tok]
+
+    def udp_on_443(m: NeuralFlowModel) -> tuple[int, pd.DataFrame]:
+        frame = m.sample(8, 86400.0, 1.0, seed=5).to_pandas()
+        bad = (frame["proto"].astype(str) == "17") & (frame["dport"].astype(str) == "443")
+        return int(bad.sum()), frame
+
+    masked, frame = udp_on_443(model)
+    assert masked == 0
+    p = model.vocabs_["proto"].encode(frame)
+    for f in ("sport", "dport"):
+        assert model.proto_support_[f][p, model.vocabs_[f].encode(frame)].all(), f
+    model.proto_support_, model.sampler_ = {}, None
+    unmasked, _ = udp_on_443(model)
+    assert unmasked > 20, unmasked

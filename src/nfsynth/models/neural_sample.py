@@ -93,6 +93,7 @@ class StepSampler:
         dt_factor: float | np.ndarray = 1.0,
         token_offsets: dict[str, np.ndarray] | None = None,
         weekly: bool = True,
+        proto_support: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
         self.weekly = weekly  # day of week as an input (``neural_vocab.time_features``)
@@ -134,6 +135,13 @@ class StepSampler:
             else:
                 self.heads.append((f, w1, b1, wo, bo, _np(emb.weight).T.copy(), _np(emb.bias)))
         self.M = net.M
+        # per port field, (proto tokens, port tokens): 0 where the pair occurs in training,
+        # -1e9 where it never does (ICMP has port 0 only), added to the port head's output
+        self.proto_mask = {
+            f: np.where(np.asarray(ok, bool), 0.0, -1e9).astype(np.float32)
+            for f, ok in (proto_support or {}).items()
+            if "proto" in fields and fields.index("proto") < fields.index(f)
+        }
         out_tokens = vocabs["direction"].tokens if "direction" in vocabs else []
         self.is_out = np.asarray([t == "out" for t in out_tokens], dtype=np.float64)
 
@@ -238,6 +246,8 @@ class StepSampler:
             for j, (f, _, _, _, _, ew, eb) in enumerate(self.heads):
                 o = self.head_output(j, acc, hid)
                 if eb is None:  # categorical: Gumbel-max over the tokens
+                    if f in self.proto_mask:
+                        o = o + self.proto_mask[f][values["proto"]]
                     g = -np.log(-np.log(rng.random(o.shape).clip(1e-12, 1.0)))
                     x = np.argmax(o + g, axis=1)
                     values[f] = x
