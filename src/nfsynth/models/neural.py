@@ -27,7 +27,9 @@ shape of the gaps (bursts, sessions). After training, ``calibrate`` scales the i
 sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training
 hosts hold their flows per day (the mean of a log-space mixture is sensitive to its tail,
 and free-running history drifts from teacher forcing), and offsets the categorical heads'
-logits so that their pooled token mix is the training one (``_calibrate``).
+logits so that their pooled token mix is the training one (``_calibrate``). The port heads
+draw only ports that occur with the drawn protocol in the training flows
+(``_proto_support``; sampling only, like the calibration).
 
 Training: NLL of the grid cells (nats/flow), AdamW, OneCycle schedule, gradient clipping,
 early stopping on ``max_val_flows`` flows of the validation split, ``max_train_flows``
