@@ -41,11 +41,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results" / "workflow.json"
 COPIED = ("Snakefile", "config", "workflow", "data")
-#: per_job's cpu_seconds are Snakemake's benchmark cpu_time, which is not summed here
-CPU_NOTE = (
-    "per_job cpu_seconds: Snakemake samples a job's CPU every 0.5 s for its first 15 s, then "
-    "every 30 s, so a job longer than 15 s reads its CPU at its last sample (too low)"
-)
 TARGET = "results/report.html"
 
 
@@ -196,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             print((work / "snakemake.log").read_text()[-3000:])
             return rc
-        from nfsynth.report.runtime import collect, per_rule
+        from nfsynth.report.runtime import CPU_SAMPLING_NOTE, collect, per_rule
 
         jobs = collect(work / "benchmarks")
         rules = per_rule(jobs)
@@ -208,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": seconds,
             "jobs": int(len(jobs)),
             "sum_job_seconds": float(jobs["seconds"].sum()),
-            "note": CPU_NOTE,
+            "note": "per_job cpu_seconds (not summed): " + CPU_SAMPLING_NOTE,
             "references": refs,
             "wall_in_reference_units": {k: seconds / v for k, v in refs.items() if v > 0},
             "per_rule": json.loads(rules.to_json(orient="records")),

@@ -855,16 +855,19 @@ class NeuralFlowModel(FlowModel):
         start, last = self.period_
         days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
         fwd, inv = warp_maps(self.warp_)
-        span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
-        expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
+
+        def warped_span(days: float) -> float:  # seconds of operational time
+            return float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
+
+        per_second = np.power(10.0, rates.astype(float)) / SECONDS_PER_DAY
+        expected = per_second * warped_span(days)
         budget = float(self.hyperparameters.get("calibration_flows") or 0)
         if budget and expected.sum() > budget:  # rounds of about ``budget`` flows: a shorter
             # span (in operational time, so every host keeps its share of the flows)
             w0 = float(fwd(np.array([start]))[0])
-            end = float(inv(np.array([w0 + span * budget / expected.sum()]))[0])
+            end = float(inv(np.array([w0 + warped_span(days) * budget / expected.sum()]))[0])
             days = max((end - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY)
-            span = float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
-            expected = np.power(10.0, rates.astype(float)) * span / SECONDS_PER_DAY
+            expected = per_second * warped_span(days)
         factors = np.ones(n + 1)
         cats = [f for f in self.fields_ if f in CATEGORICAL]
         target = {f: self._token_counts(enc.cat[f], f) for f in cats}
@@ -907,18 +910,17 @@ class NeuralFlowModel(FlowModel):
         self.sampler_ = None
 
     def _proto_support(self, enc: Encoded) -> dict[str, np.ndarray]:
-        """Per port field generated after ``proto``, bool (proto tokens, port tokens): the
+        """Per port field, bool (proto tokens, port tokens): the
         pairs that occur in the training flows. The sampler never draws another pair: a
         free-running host had given 4% of its ICMP flows source port 80 on UGR'16, where
         every real ICMP flow has port 0. ``log_prob`` is not masked (a real flow may pair
         them), so the mask acts on sampling only, as the calibration does."""
         if "proto" not in self.fields_:
             return {}
-        first = self.fields_.index("proto")
         proto = enc.cat["proto"]
         out = {}
         for f in ("sport", "dport"):
-            if f not in self.fields_ or self.fields_.index(f) < first:
+            if f not in self.fields_:
                 continue
             shape = (self.vocabs_["proto"].size, self.vocabs_[f].size)
             seen = np.zeros(shape, bool)

@@ -60,9 +60,8 @@ def runtime_section(bench_dir: str | Path) -> Section:
         ),
         table(
             jobs,
-            caption="Every job: wall seconds, peak RSS (MB), CPU seconds. Snakemake samples a "
-            "job's CPU every 0.5 s for its first 15 s, then every 30 s: a longer job's CPU "
-            "seconds stop at its last sample.",
+            caption="Every job: wall seconds, peak RSS (MB), CPU seconds. "
+            + runtime.CPU_SAMPLING_NOTE,
         ),
     )
     return sec

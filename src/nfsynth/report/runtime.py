@@ -49,6 +49,13 @@ def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
     return grouped.sort_values("total_seconds", ascending=False).reset_index()
 
 
+#: Why the benchmark files' ``cpu_time`` is too low for a job longer than 15 s.
+CPU_SAMPLING_NOTE = (
+    "Snakemake samples a job's CPU every 0.5 s for its first 15 s, then every 30 s: a longer "
+    "job's CPU seconds stop at its last sample."
+)
+
+
 def model_training_seconds(jobs: pd.DataFrame) -> pd.DataFrame:
     """Training job wall time per dataset and model (mean over seeds) from ``train`` jobs
     named ``{dataset}.{model}.seed{seed}``: columns ``dataset, model, train_seconds``.
