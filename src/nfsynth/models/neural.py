@@ -116,6 +116,7 @@ DEFAULTS: dict[str, Any] = {
     "history_noise": 0.15,
     "host_dropout": 0.1,
     "calibrate": True,
+    "calibrate_values": True,
     "calibration_flows": 100000,
     "cpu_threads": 1,
     "sample_chunk_flows": 400,
@@ -125,6 +126,9 @@ DEFAULTS: dict[str, Any] = {
 PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
 TOKEN_PSEUDO_FLOWS = 1.0  # added to both counts of a token calibration ratio
 TOKEN_OFFSET_RANGE = (-4.0, 4.0)  # sampling-side logit offsets of the token calibration
+#: quantile levels of the value calibration's map knots (``_calibrate``)
+VALUE_MAP_LEVELS = np.linspace(0.0, 1.0, 202)[1:-1]
+VALUE_DRIFT_BINS = 50  # equal-mass bins of the training values for the value drift
 WINDOW_SECONDS = 300.0
 CONTEXT_WINDOWS = 36
 WEIGHTS = "weights.pt"
@@ -183,6 +187,8 @@ class NeuralFlowModel(FlowModel):
         self.token_offsets_: dict[str, np.ndarray] = {}
         # per port field, bool (proto tokens, port tokens): pairs seen in training
         self.proto_support_: dict[str, np.ndarray] = {}
+        # per continuous field, quantile-map knots (src, dst) of the latent, see _calibrate
+        self.value_maps_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
@@ -212,7 +218,7 @@ class NeuralFlowModel(FlowModel):
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
-        self.token_offsets_ = {}
+        self.token_offsets_, self.value_maps_ = {}, {}
         if hp["calibrate"]:
             self._calibrate(enc, seed)
         self.history_["dt_factor"] = round(self.dt_factor_, 4)
@@ -755,20 +761,8 @@ class NeuralFlowModel(FlowModel):
     ) -> pd.DataFrame:
         """Run the network step by step for every host until it passes ``start + days``
         (``neural_sample.StepSampler``); one row per flow: field tokens/values, ts, host."""
-        assert self.net_ is not None
         if self.sampler_ is None:
-            self.sampler_ = StepSampler(
-                self.net_,
-                self.fields_,
-                self.vocabs_,
-                self.specs_,
-                self.warp_,
-                self.window_seconds_,
-                self.dt_factor_ if self.host_dt_factors_ is None else self.host_dt_factors_,
-                self.token_offsets_,
-                self.weekly_,
-                self.proto_support_,
-            )
+            self.sampler_ = self._step_sampler()
         rows = self._chunks(np.asarray(rates, dtype=float), start, days)
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
         row_hids = np.asarray(hids)[rows["host"]]
@@ -791,6 +785,23 @@ class NeuralFlowModel(FlowModel):
                 unfinished,
             )
         return frame
+
+    def _step_sampler(self) -> StepSampler:
+        """The numpy sampler of the fitted network with this model's calibration."""
+        assert self.net_ is not None
+        return StepSampler(
+            self.net_,
+            self.fields_,
+            self.vocabs_,
+            self.specs_,
+            self.warp_,
+            self.window_seconds_,
+            self.dt_factor_ if self.host_dt_factors_ is None else self.host_dt_factors_,
+            self.token_offsets_,
+            self.weekly_,
+            self.proto_support_,
+            self.value_maps_,
+        )
 
     def _chunks(self, rates: np.ndarray, start: float, days: float) -> dict[str, np.ndarray]:
         """Cut each host's period into ``ceil(expected flows / sample_chunk_flows)`` chunks
@@ -823,10 +834,11 @@ class NeuralFlowModel(FlowModel):
         flows = expected[host] / n_chunks[host] + np.where(k == 0, 0.0, hp["sample_burn_in"])
         return {"host": host, "start": row_start, "keep": keep, "end": row_end, "flows": flows}
 
-    def _calibrate(self, enc: Encoded, seed: int, rounds: int = 2) -> None:
+    def _calibrate(self, enc: Encoded, seed: int, rounds: int | None = None) -> None:
         """Correct what free-running sampling drifts from after training (exposure bias:
-        the network was trained on real histories and samples on its own), in ``rounds``
-        rounds of one sampled day of every training host (its role, activity and identity;
+        the network was trained on real histories and samples on its own), in ``rounds`` (by
+        default 2, 3 with ``calibrate_values``) rounds of one sampled day of every training
+        host (its role, activity and identity;
         the first day of the training period, or all of it when it is shorter):
 
         - rate: a gap scale per training host so that it holds as many flows as its
@@ -843,9 +855,19 @@ class NeuralFlowModel(FlowModel):
           noisy measure where a host stays in one kind of session for hours, and on one
           seed an unchecked step doubled the port drift. So the last round only checks.
           Per host offsets were tried: a host's sampled day is too noisy to correct it by,
-          and they made the hosts' port mixes worse.
+          and they made the hosts' port mixes worse;
+        - values (``calibrate_values``, a third round): per continuous field, a quantile map
+          of the drawn latent (``value_map``), from the next-to-last round's draws (made
+          with the token offsets, which take no step there, so the maps see the tokens they
+          will be sampled with) to the training latents (``training_latents``); tried in
+          the last round and kept only if that round's value drift (``value_drift``) is
+          smaller. A free-running host's gaps, durations and counts drift as its tokens
+          do (durations of 0 s too often on UGR'16, the longest gaps too rare on the
+          simulator). A round that tries a gap map measures the rates afresh, at factor 1
+          (the map moves every host's rate); if the map is dropped, the factors before it
+          stand.
 
-        Both act on sampling only: ``log_prob`` scores the trained network."""
+        All act on sampling only: ``log_prob`` scores the trained network."""
         if not self.train_hosts_:
             return
         n = len(self.train_hosts_)
@@ -874,9 +896,28 @@ class NeuralFlowModel(FlowModel):
         kept = {f: np.zeros(t.shape, np.float32) for f, t in target.items()}
         trial = {f: o.copy() for f, o in kept.items()}
         best = dict.fromkeys(cats, np.inf)
+        values_on = bool(self.hyperparameters.get("calibrate_values"))
+        rounds = (3 if values_on else 2) if rounds is None else rounds
+        conts = self._value_fields() if values_on and rounds >= 3 else []
+        latents = training_latents(enc, conts, np.random.default_rng(seed + 2000))
+        values = {f: np.log1p(raw_values(enc.frame, f)) for f in conts}
+        # the token offsets take a step in every round but the last (which checks them),
+        # and the one before it where value maps are made, so that the maps see the tokens
+        # they will be sampled with
+        token_steps = rounds - (2 if conts else 1)
+        maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # kept value maps
+        map_trial: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        best_value = dict.fromkeys(conts, np.inf)
+        rate_factors = None  # the last factors measured without a gap map on trial
         for k in range(rounds):
-            self.sampler_, self.host_dt_factors_ = None, factors.copy()
+            gap_trial = "dt" in map_trial and "dt" not in maps
+            if gap_trial:  # a new gap map moves every rate: measure them afresh with it
+                rate_factors, factors = factors.copy(), np.ones(n + 1)
+            self.host_dt_factors_ = factors.copy()
             self.token_offsets_ = {f: o.copy() for f, o in trial.items()}
+            self.value_maps_ = dict(map_trial)
+            self.sampler_ = self._step_sampler()
+            self.sampler_.record_latents = True
             rng = np.random.default_rng(seed + 1000 + k)
             frame = self._generate(roles, rates, np.arange(n), start, days, rng)
             host = frame["host"].to_numpy()
@@ -892,22 +933,51 @@ class NeuralFlowModel(FlowModel):
                 drift = 0.5 * np.abs(want - got).sum() / max(got.sum(), 1.0)
                 if drift < best[f]:  # this round's offsets (none in round 0) helped: keep
                     kept[f], best[f] = trial[f], drift
-                    step = np.log((want + TOKEN_PSEUDO_FLOWS) / (got + TOKEN_PSEUDO_FLOWS))
-                    trial[f] = np.clip(kept[f] + step, *TOKEN_OFFSET_RANGE).astype(np.float32)
+                    if k < token_steps:
+                        step = np.log((want + TOKEN_PSEUDO_FLOWS) / (got + TOKEN_PSEUDO_FLOWS))
+                        trial[f] = np.clip(kept[f] + step, *TOKEN_OFFSET_RANGE).astype(np.float32)
                     notes.append(f"{f} {drift:.3f}")
                 else:  # worse than the kept offsets: drop the trial, stop for this field
                     trial[f] = kept[f]
                     notes.append(f"{f} {drift:.3f} (offsets dropped)")
+            for f in conts:
+                drift = value_drift(np.log1p(frame[f].to_numpy(dtype=float)), values[f])
+                if f in map_trial and f not in maps:  # this round checks the map
+                    if drift < best_value[f]:
+                        maps[f] = map_trial[f]
+                        notes.append(f"{f} {drift:.3f}")
+                    else:
+                        del map_trial[f]
+                        notes.append(f"{f} {drift:.3f} (map dropped)")
+                    continue
+                best_value[f] = drift
+                notes.append(f"{f} {drift:.3f}")
+                got = frame[f"~{f}"].to_numpy(dtype=float)
+                got = got[np.isfinite(got)]
+                if k == rounds - 2 and got.size:  # try this round's map in the last round
+                    map_trial[f] = value_map(got, latents[f])
+            if gap_trial and "dt" not in maps:  # this round's rates were measured with a
+                factors = rate_factors  # gap map that is dropped: the ones before stand
             log.info(
                 "neural: calibration %d: %d flows of %.0f expected over %.2f h, %.3f of the "
-                "flows (hosts %.2f..%.2f), dt x %.3f (hosts %.2f..%.2f); token drift %s",
+                "flows (hosts %.2f..%.2f), dt x %.3f (hosts %.2f..%.2f); drift %s",
                 k, len(frame), expected.sum(), days * 24.0, overall, ratio.min(), ratio.max(),
                 factors[n], factors[:n].min(), factors[:n].max(), ", ".join(notes),
             )  # fmt: skip
         self.host_dt_factors_ = factors
         self.dt_factor_ = float(factors[n])
         self.token_offsets_ = kept
+        self.value_maps_ = maps
         self.sampler_ = None
+
+    def _value_fields(self) -> list[str]:
+        """The continuous fields the value calibration maps (``dt`` only with a time warp:
+        without one its latent is not the gap the rate calibration scales)."""
+        return [
+            f
+            for f in self.fields_
+            if f not in CATEGORICAL and (f != "dt" or self.warp_ is not None)
+        ]
 
     def _proto_support(self, enc: Encoded) -> dict[str, np.ndarray]:
         """Per port field, bool (proto tokens, port tokens): the
@@ -960,6 +1030,8 @@ class NeuralFlowModel(FlowModel):
         arrays = {} if self.ctx_profile_ is None else {"ctx_profile": self.ctx_profile_}
         arrays.update({f"token_offset_{f}": v for f, v in self.token_offsets_.items()})
         arrays.update({f"proto_support_{f}": v for f, v in self.proto_support_.items()})
+        for f, (src, dst) in self.value_maps_.items():
+            arrays[f"value_map_src_{f}"], arrays[f"value_map_dst_{f}"] = src, dst
         write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
         weights = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(weights, Path(path) / WEIGHTS)
@@ -997,6 +1069,15 @@ class NeuralFlowModel(FlowModel):
             for k, v in arrays.items()
             if k.startswith(support)
         }
+        src = "value_map_src_"
+        model.value_maps_ = {
+            k[len(src) :]: (
+                np.asarray(v, dtype=np.float64),
+                np.asarray(arrays[f"value_map_dst_{k[len(src) :]}"], dtype=np.float64),
+            )
+            for k, v in arrays.items()
+            if k.startswith(src)
+        }
         profile = arrays.get("ctx_profile")
         model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()
@@ -1016,6 +1097,50 @@ class NeuralFlowModel(FlowModel):
                 "parameters": int(n_params),
             }
         )
+
+
+def training_latents(
+    enc: Encoded, fields: list[str], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Per continuous field, the training flows' latents (sorted float64, one per flow with a
+    finite cell): each drawn uniformly within its grid cell's latent interval (``enc.lo`` /
+    ``enc.hi``), so the values are continuous like the sampler's draws. A cell open to the
+    left (a gap of 0 s, a count at its floor) is taken one unit wide; a ratio field without
+    packets (certain 0, the whole line) is left out, as the sampler writes it without a
+    draw."""
+    out = {}
+    for f in fields:
+        lo, hi = enc.lo[f].astype(np.float64), enc.hi[f].astype(np.float64)
+        ok = np.isfinite(hi) & (enc.width[f] > 0)
+        lo, hi = lo[ok], hi[ok]
+        lo = np.where(np.isfinite(lo), lo, hi - 1.0)
+        out[f] = np.sort(lo + rng.random(lo.size) * (hi - lo))
+    return out
+
+
+def value_map(sampled: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile-map knots (src, dst), each (len(VALUE_MAP_LEVELS),) strictly increasing, from
+    a field's sampled latents (n,) to its training latents (m,): ``dst = F_target^-1(
+    F_sampled(src))`` at ``VALUE_MAP_LEVELS``. Knots that would not increase are dropped."""
+    src = np.quantile(sampled, VALUE_MAP_LEVELS)
+    dst = np.quantile(target, VALUE_MAP_LEVELS)
+    keep = np.r_[True, (np.diff(src) > 1e-9) & (np.diff(dst) > 1e-9)]
+    return src[keep], dst[keep]
+
+
+def value_drift(sampled: np.ndarray, target: np.ndarray) -> float:
+    """Share of the ``sampled`` values (n,) of a field that would have to move to another
+    bin to match the training values ``target`` (m,) (total variation), over up to
+    ``VALUE_DRIFT_BINS`` bins of equal training mass (ties kept in one bin): 0 = the same
+    distribution at that resolution, 1 = disjoint. Values, not latents, so that a cell open
+    to the left (0 s gaps, a count's floor) is one bin however the sampler reached it."""
+    if sampled.size == 0 or target.size == 0:
+        return 1.0
+    levels = np.linspace(0.0, 1.0, VALUE_DRIFT_BINS + 1)[1:-1]
+    edges = np.unique(np.quantile(target, levels))
+    p = np.bincount(np.searchsorted(edges, target, "right"), minlength=edges.size + 1)
+    q = np.bincount(np.searchsorted(edges, sampled, "right"), minlength=edges.size + 1)
+    return float(0.5 * np.abs(p / target.size - q / sampled.size).sum())
 
 
 def _val_flows(users: Any) -> pd.DataFrame | None:

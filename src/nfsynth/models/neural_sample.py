@@ -79,6 +79,16 @@ def scale_gaps(gaps: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
     return np.where(gaps > c, c + (gaps - c) * factor, gaps)
 
 
+def map_latent(y: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Monotone map of latent values ``y`` (B,) through the knots ``src`` -> ``dst``
+    (increasing, same length): piecewise linear between the knots, shifted by the end
+    knots' difference beyond them (slope 1, so no tail is cut or stretched). The value
+    calibration's quantile map (``NeuralFlowModel._calibrate``)."""
+    out = np.interp(y, src, dst)
+    out = np.where(y < src[0], dst[0] + (y - src[0]), out)
+    return np.where(y > src[-1], dst[-1] + (y - src[-1]), out)
+
+
 class StepSampler:
     """Numpy twin of a ``FlowNet`` for sampling (see module docstring)."""
 
@@ -94,8 +104,18 @@ class StepSampler:
         token_offsets: dict[str, np.ndarray] | None = None,
         weekly: bool = True,
         proto_support: dict[str, np.ndarray] | None = None,
+        value_maps: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
+        # per continuous field, quantile-map knots (src, dst) applied to the drawn latent
+        self.value_maps = {
+            f: (np.asarray(a, np.float64), np.asarray(b, np.float64))
+            for f, (a, b) in (value_maps or {}).items()
+        }
+        #: when set, every kept row also carries ``~<field>``: the latent of each continuous
+        #: field as written (after the value map; ``dt``: after the rate scale; NaN for a
+        #: ratio field without packets), for the calibration to compare with training
+        self.record_latents = False
         self.weekly = weekly  # day of week as an input (``neural_vocab.time_features``)
         self.window_seconds = float(window_seconds)
         # gap scale: one factor, or one per training-host id (the last: unknown hosts)
@@ -242,6 +262,7 @@ class StepSampler:
             u = rng.random((B, 3 * F)).astype(np.float32).clip(1e-6, 1 - 1e-6)
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
             values: dict[str, np.ndarray] = {}
+            latents: dict[str, np.ndarray] = {}
             new_ts = ts
             for j, (f, _, _, _, _, ew, eb) in enumerate(self.heads):
                 o = self.head_output(j, acc, hid)
@@ -266,9 +287,12 @@ class StepSampler:
                     f_lo = 0.5 + 0.5 * np.tanh(0.5 * (lo - mu) / np.exp(log_s))  # CDF at lo
                     uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
+                if f in self.value_maps:
+                    y = map_latent(y, *self.value_maps[f])
                 y = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
                 r = spec.resolution
                 tfeat = None
+                lat = y
                 if f == "dt" and warp is not None:
                     gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
                     t1 = warp.inverse(warp.forward(ts) + gap)
@@ -277,6 +301,7 @@ class StepSampler:
                     base = values[RATIO_BASE[f]]
                     y = np.clip(y, math.log(BPP_RANGE[0]), math.log(BPP_RANGE[1]))
                     x = np.round(np.maximum(base, 1.0) * np.exp(y) / r) * r * (base > 0)
+                    lat = np.where(base > 0, y, np.nan)
                 else:
                     x = np.maximum(np.round(np.expm1(y) / r), spec.floor_cell) * r
                     if f == "dt":  # (no warp: a capture too short to fit one)
@@ -285,13 +310,15 @@ class StepSampler:
                     new_ts = ts + x
                     tfeat = time_features(new_ts, self.weekly)
                 values[f] = x
+                if self.record_latents:
+                    latents[f"~{f}"] = lat
                 feats = self._rbf((np.log1p(x) / spec.scale).astype(np.float32))
                 if tfeat is not None:
                     feats = np.concatenate([feats, tfeat], axis=1)
                 acc += feats @ ew + eb
             inside = new_ts < end
             kept = inside & (new_ts >= keep_from)
-            rec = {f: v[kept] for f, v in values.items()}
+            rec = {f: v[kept] for f, v in (values | latents).items()}
             rec["ts"], rec["host"] = new_ts[kept], host[kept]
             out.append(rec)
             # host state: history, context windows
