@@ -27,7 +27,9 @@ shape of the gaps (bursts, sessions). After training, ``calibrate`` scales the i
 sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training
 hosts hold their flows per day (the mean of a log-space mixture is sensitive to its tail,
 and free-running history drifts from teacher forcing), and offsets the categorical heads'
-logits so that their pooled token mix is the training one (``_calibrate``). The port heads
+logits so that their pooled token mix is the training one, and (``calibrate_values``) maps
+the sampled gaps, durations and counts onto the training ones' quantiles where that narrows
+their drift (``_calibrate``). The port heads
 draw only ports that occur with the drawn protocol in the training flows
 (``_proto_support``; sampling only, like the calibration).
 
@@ -1131,13 +1133,16 @@ def value_map(sampled: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
 def value_drift(sampled: np.ndarray, target: np.ndarray) -> float:
     """Share of the ``sampled`` values (n,) of a field that would have to move to another
     bin to match the training values ``target`` (m,) (total variation), over up to
-    ``VALUE_DRIFT_BINS`` bins of equal training mass (ties kept in one bin): 0 = the same
+    ``VALUE_DRIFT_BINS`` bins of equal training mass (ties kept in one bin; values outside
+    the training range in bins of their own): 0 = the same
     distribution at that resolution, 1 = disjoint. Values, not latents, so that a cell open
     to the left (0 s gaps, a count's floor) is one bin however the sampler reached it."""
     if sampled.size == 0 or target.size == 0:
         return 1.0
     levels = np.linspace(0.0, 1.0, VALUE_DRIFT_BINS + 1)[1:-1]
-    edges = np.unique(np.quantile(target, levels))
+    # plus a bin below and one above the training range, which hold no training value
+    top = np.nextafter(target.max(), np.inf)
+    edges = np.unique(np.r_[target.min(), np.quantile(target, levels), top])
     p = np.bincount(np.searchsorted(edges, target, "right"), minlength=edges.size + 1)
     q = np.bincount(np.searchsorted(edges, sampled, "right"), minlength=edges.size + 1)
     return float(0.5 * np.abs(p / target.size - q / sampled.size).sum())

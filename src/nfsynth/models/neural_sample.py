@@ -14,6 +14,8 @@ scipy's):
   hosts whose flow entered a new 5-minute window;
 - fields: Gumbel-max draws for categorical tokens and mixture components (one argmax),
   logistic draws by inverse CDF, all uniforms of a step drawn at once;
+- continuous draws: through the model's value map (a quantile map of the latent, from the
+  calibration) where it has one;
 - ``dt``: a warped gap (``neural_vocab.TimeWarp``) mapped back to seconds.
 
 One batch row is one sequence: a host's whole period, or (``NeuralFlowModel`` cuts busy
@@ -263,6 +265,10 @@ class StepSampler:
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
             values: dict[str, np.ndarray] = {}
             latents: dict[str, np.ndarray] = {}
+            # the values as the network sees them: a value map corrects what is written,
+            # not the history and context the network conditions on (``dt`` excepted: the
+            # mapped gap is the time that passes)
+            net: dict[str, np.ndarray] = {}
             new_ts = ts
             for j, (f, _, _, _, _, ew, eb) in enumerate(self.heads):
                 o = self.head_output(j, acc, hid)
@@ -271,7 +277,7 @@ class StepSampler:
                         o = o + self.proto_mask[f][values["proto"]]
                     g = -np.log(-np.log(rng.random(o.shape).clip(1e-12, 1.0)))
                     x = np.argmax(o + g, axis=1)
-                    values[f] = x
+                    values[f] = net[f] = x
                     acc += ew[x]
                     continue
                 spec = self.specs[f]
@@ -287,7 +293,9 @@ class StepSampler:
                     f_lo = 0.5 + 0.5 * np.tanh(0.5 * (lo - mu) / np.exp(log_s))  # CDF at lo
                     uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
-                if f in self.value_maps:
+                mapped = f in self.value_maps
+                y_net = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
+                if mapped:
                     y = map_latent(y, *self.value_maps[f])
                 y = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
                 r = spec.resolution
@@ -296,23 +304,28 @@ class StepSampler:
                 if f == "dt" and warp is not None:
                     gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
                     t1 = warp.inverse(warp.forward(ts) + gap)
-                    x = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
+                    x = x_net = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
-                    base = values[RATIO_BASE[f]]
-                    y = np.clip(y, math.log(BPP_RANGE[0]), math.log(BPP_RANGE[1]))
-                    x = np.round(np.maximum(base, 1.0) * np.exp(y) / r) * r * (base > 0)
-                    lat = np.where(base > 0, y, np.nan)
+                    b = RATIO_BASE[f]
+                    x, y = _ratio_value(y, values[b], r)
+                    lat = np.where(values[b] > 0, y, np.nan)
+                    x_net = x
+                    if mapped or b in self.value_maps:
+                        x_net = _ratio_value(y_net, net[b], r)[0]
                 else:
                     x = np.maximum(np.round(np.expm1(y) / r), spec.floor_cell) * r
                     if f == "dt":  # (no warp: a capture too short to fit one)
                         x = scale_gaps(x * per_day / 86400.0, fac) * 86400.0 / per_day
+                    x_net = x
+                    if mapped and f != "dt":
+                        x_net = np.maximum(np.round(np.expm1(y_net) / r), spec.floor_cell) * r
                 if f == "dt":
                     new_ts = ts + x
                     tfeat = time_features(new_ts, self.weekly)
-                values[f] = x
+                values[f], net[f] = x, x_net
                 if self.record_latents:
                     latents[f"~{f}"] = lat
-                feats = self._rbf((np.log1p(x) / spec.scale).astype(np.float32))
+                feats = self._rbf((np.log1p(x_net) / spec.scale).astype(np.float32))
                 if tfeat is not None:
                     feats = np.concatenate([feats, tfeat], axis=1)
                 acc += feats @ ew + eb
@@ -336,8 +349,8 @@ class StepSampler:
                 ctx[moved, C] = 0.0
                 log_ctx[moved, :C] = np.log1p(complete)
             ctx[:, C, 0] += 1.0
-            ctx[:, C, 1] += values["bytes"]
-            ctx[:, C, 2] += values["packets"]
+            ctx[:, C, 1] += net["bytes"]
+            ctx[:, C, 2] += net["packets"]
             ctx[:, C, 3] += self.is_out[values["direction"]]
             log_ctx[:, C] = np.log1p(ctx[:, C])
             ts, win = new_ts, np.maximum(win, new_win)
@@ -350,6 +363,14 @@ class StepSampler:
                 hist, ctx, log_ctx = hist[keep], ctx[keep], log_ctx[keep]
                 ts, win, steps = ts[keep], win[keep], steps[keep]
         return _frame(out, self.fields), int(host.size)
+
+
+def _ratio_value(y: np.ndarray, base: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """A ratio field's values (B,) on its grid ``r`` from its latent ``y`` (log value per
+    unit of ``base``, clipped to ``BPP_RANGE``) and its base (B,) (0 where the base is 0),
+    and the clipped latent."""
+    y = np.clip(y, math.log(BPP_RANGE[0]), math.log(BPP_RANGE[1]))
+    return np.round(np.maximum(base, 1.0) * np.exp(y) / r) * r * (base > 0), y
 
 
 def _frame(records: list[dict[str, np.ndarray]], fields: list[str]) -> pd.DataFrame:
