@@ -939,9 +939,11 @@ class NeuralFlowModel(FlowModel):
                         step = np.log((want + TOKEN_PSEUDO_FLOWS) / (got + TOKEN_PSEUDO_FLOWS))
                         trial[f] = np.clip(kept[f] + step, *TOKEN_OFFSET_RANGE).astype(np.float32)
                     notes.append(f"{f} {drift:.3f}")
-                else:  # worse than the kept offsets: drop the trial, stop for this field
-                    trial[f] = kept[f]
+                elif not np.array_equal(trial[f], kept[f]):  # worse than the kept offsets:
+                    trial[f] = kept[f]  # drop the trial, stop for this field
                     notes.append(f"{f} {drift:.3f} (offsets dropped)")
+                else:  # the kept offsets again (a round that only checks): a noisier day
+                    notes.append(f"{f} {drift:.3f}")
             for f in conts:
                 drift = value_drift(np.log1p(frame[f].to_numpy(dtype=float)), values[f])
                 if f in map_trial and f not in maps:  # this round checks the map
