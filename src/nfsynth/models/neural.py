@@ -864,8 +864,8 @@ class NeuralFlowModel(FlowModel):
           will be sampled with) to the training latents (``training_latents``); tried in
           the last round and kept only if that round's value drift (``value_drift``) is
           smaller. A free-running host's gaps, durations and counts drift as its tokens
-          do (durations of 0 s too often on UGR'16, the longest gaps too rare on the
-          simulator). A round that tries a gap map measures the rates afresh, at factor 1
+          do (durations of 2-3 minutes at less than half their share on UGR'16, the longest
+          gaps too rare on the simulator). A round that tries a gap map measures the rates afresh, at factor 1
           (the map moves every host's rate); if the map is dropped, the factors before it
           stand.
 

@@ -115,8 +115,8 @@ class StepSampler:
             for f, (a, b) in (value_maps or {}).items()
         }
         #: when set, every kept row also carries ``~<field>``: the latent of each continuous
-        #: field as written (after the value map; ``dt``: after the rate scale; NaN for a
-        #: ratio field without packets), for the calibration to compare with training
+        #: field as drawn (after the value map, if any; ``dt``: before the rate scale; NaN
+        #: for a ratio field without packets), from which the calibration makes its maps
         self.record_latents = False
         self.weekly = weekly  # day of week as an input (``neural_vocab.time_features``)
         self.window_seconds = float(window_seconds)
