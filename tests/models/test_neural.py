@@ -623,6 +623,35 @@ def test_value_calibration_pulls_a_drifted_field_back_to_its_training_values(
     assert np.array_equal(durations(again), calibrated)
 
 
+def test_a_dropped_gap_map_leaves_the_rates_measured_without_it(
+    fitted: NeuralFlowModel, flows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: the calibration's map for ``dt`` replaced by one that makes every gap 20x
+    longer (latent + 3), so the round that tries it samples far too few flows and drifts
+    far. Run: the calibration (3 rounds). Assert: the gap map is dropped, and the rate
+    factors are the ones measured before the trial: a day of the training hosts then holds
+    0.7-1.4x their flows per day (with the factors of the trial round, measured under 20x
+    gaps, it held 5.1x)."""
+    import copy
+
+    from nfsynth.models import neural as neural_module
+
+    real_map = neural_module.value_map
+
+    def bad_gap_map(sampled: np.ndarray, target: np.ndarray):
+        src, dst = real_map(sampled, target)
+        return (src, src + 3.0) if np.median(target) < 0.0 else (src, dst)  # dt: log gaps
+
+    monkeypatch.setattr(neural_module, "value_map", bad_gap_map)
+    train = flows[flows["split"] == "train"]
+    model = copy.deepcopy(fitted)
+    model._calibrate(model._encode(train), seed=0)
+    assert "dt" not in model.value_maps_
+    frame = model.sample(len(model.train_hosts_), 86400.0, 1.0, seed=3).to_pandas()
+    per_day = np.power(10.0, [rate for _, rate in model.train_hosts_]).sum()
+    assert 0.7 < len(frame) / per_day < 1.4, (len(frame), per_day)
+
+
 def test_calibration_rounds_keep_to_their_flow_budget(
     fitted: NeuralFlowModel, flows: pd.DataFrame, caplog
 ) -> None:
