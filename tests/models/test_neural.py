@@ -637,15 +637,20 @@ def test_a_dropped_gap_map_leaves_the_rates_measured_without_it(
     from nfsynth.models import neural as neural_module
 
     real_map = neural_module.value_map
+    spoiled = []
 
     def bad_gap_map(sampled: np.ndarray, target: np.ndarray):
         src, dst = real_map(sampled, target)
-        return (src, src + 3.0) if np.median(target) < 0.0 else (src, dst)  # dt: log gaps
+        if np.median(target) >= 0.0:  # log1p values and log bytes per packet
+            return src, dst
+        spoiled.append(len(target))  # the gaps: log of gap / host's mean gap, mostly < 0
+        return src, src + 3.0
 
     monkeypatch.setattr(neural_module, "value_map", bad_gap_map)
     train = flows[flows["split"] == "train"]
     model = copy.deepcopy(fitted)
     model._calibrate(model._encode(train), seed=0)
+    assert len(spoiled) == 1  # one map spoiled: the gaps'
     assert "dt" not in model.value_maps_
     frame = model.sample(len(model.train_hosts_), 86400.0, 1.0, seed=3).to_pandas()
     per_day = np.power(10.0, [rate for _, rate in model.train_hosts_]).sum()
