@@ -295,9 +295,11 @@ class StepSampler:
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
                 mapped = f in self.value_maps
                 y_net = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
-                if mapped:
-                    y = map_latent(y, *self.value_maps[f])
-                y = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
+                y = (
+                    np.minimum(map_latent(y, *self.value_maps[f]), spec.lat_hi + 1.0)
+                    if mapped
+                    else y_net
+                )
                 r = spec.resolution
                 tfeat = None
                 lat = y
@@ -313,12 +315,10 @@ class StepSampler:
                     if mapped or b in self.value_maps:
                         x_net = _ratio_value(y_net, net[b], r)[0]
                 else:
-                    x = np.maximum(np.round(np.expm1(y) / r), spec.floor_cell) * r
+                    x = _count_value(y, spec)
                     if f == "dt":  # (no warp: a capture too short to fit one)
                         x = scale_gaps(x * per_day / 86400.0, fac) * 86400.0 / per_day
-                    x_net = x
-                    if mapped and f != "dt":
-                        x_net = np.maximum(np.round(np.expm1(y_net) / r), spec.floor_cell) * r
+                    x_net = _count_value(y_net, spec) if mapped and f != "dt" else x
                 if f == "dt":
                     new_ts = ts + x
                     tfeat = time_features(new_ts, self.weekly)
@@ -363,6 +363,12 @@ class StepSampler:
                 hist, ctx, log_ctx = hist[keep], ctx[keep], log_ctx[keep]
                 ts, win, steps = ts[keep], win[keep], steps[keep]
         return _frame(out, self.fields), int(host.size)
+
+
+def _count_value(y: np.ndarray, spec: ContinuousSpec) -> np.ndarray:
+    """A plain field's values (B,) on its grid from its log1p latent ``y``, at least its
+    floor (``ContinuousSpec.floor``)."""
+    return np.maximum(np.round(np.expm1(y) / spec.resolution), spec.floor_cell) * spec.resolution
 
 
 def _ratio_value(y: np.ndarray, base: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
