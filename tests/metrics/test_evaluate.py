@@ -128,6 +128,40 @@ def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
     assert got == pytest.approx(want, nan_ok=True)
 
 
+def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
+    """A sample with more flows than the training split is scored on as many random flows as
+    the training split has (the size TRTR trains on), so no model gains from its volume
+    alone: an empirical JSD falls with the rows behind it."""
+    from nfsynth.metrics.common import sample_rows
+    from nfsynth.metrics.evaluate import score, synthetic_flows
+
+    space = EvalSpace.fit(users.subset("train"))
+    train, real = users.subset("train"), users.subset("test")
+    sample = column_resample(make_raw(31, n_users=40, prefix="synth-"), seed=7)
+    sample = sample.drop(columns=["src", "dst"]).assign(src="x", dst="y")
+    derived = synthetic_flows(sample, INTERNAL)
+    assert len(derived) > 3 * len(train)
+    cfg = {**CFG, "max_rows": 10 * len(sample)}
+    got = evaluate_sample(users, space, sample, None, cfg, INTERNAL)
+
+    def scored(n_flows: int) -> dict[str, float]:
+        return score(
+            sample_rows(real, cfg["max_rows"], 0),
+            sample_rows(derived, n_flows, 0),
+            sample_rows(train, cfg["max_rows"], 0),
+            space,
+            cfg,
+            raw_synthetic=sample_rows(sample, cfg["max_rows"], 0),
+            real_seq=subsample_hosts(real, cfg["max_rows"], 0),
+            synthetic_seq=subsample_hosts(derived, cfg["max_rows"], 0),
+            train_seq=subsample_hosts(train, cfg["max_rows"], 0),
+        )
+
+    assert got == pytest.approx(scored(len(train)), nan_ok=True)
+    every = scored(len(derived))  # all of the sample's flows: a lower JSD for the volume
+    assert every["jsd_mean"] < got["jsd_mean"]
+
+
 def test_random_rows_keep_the_host_mix_whole_hosts_do_not():
     """Two kinds of hosts, one heavy: a random-row draw keeps the pooled share of each kind
     whatever the seed; a whole-host draw swings with the hosts drawn."""

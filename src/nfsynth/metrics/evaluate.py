@@ -208,16 +208,21 @@ def evaluate_sample(
     synthetic = synthetic_flows(raw, internal)
     real = users.subset("test")
     train = users.subset("train")
+    # the flows scored: as many as the training flows scored (TRTR's training set), so every
+    # model is measured at one size: an empirical JSD falls with the rows behind it, and a
+    # model that wrote 3x the flows of its training data had scored lower for it alone
+    n_flows = min(max_rows, len(train))
     log.info(
-        "rows: synthetic %d (scored %d), real test %d, real train %d (max_rows %d)",
-        n_raw, len(synthetic), len(real), len(train), max_rows,
+        "rows: synthetic %d (kept %d, %d drawn for the flow metrics), real test %d, "
+        "real train %d (max_rows %d)",
+        n_raw, len(synthetic), min(n_flows, len(synthetic)), len(real), len(train), max_rows,
     )  # fmt: skip
     model = None
     if model_dir is not None:
         from nfsynth.models import registry
 
         model = registry.load(str(model_dir))
-    synth_rows = sample_rows(synthetic, max_rows, seed)
+    synth_rows = sample_rows(synthetic, n_flows, seed)
     return score(
         sample_rows(real, max_rows, seed),
         synth_rows,
@@ -249,7 +254,7 @@ def evaluate_reference(
     log.info("rows: real val %d, real test %d, real train %d", len(val), len(real), len(train))
     return score(
         sample_rows(real, max_rows, seed),
-        sample_rows(val, max_rows, seed),
+        sample_rows(val, min(max_rows, len(train)), seed),  # as a sample (evaluate_sample)
         sample_rows(train, max_rows, seed),
         space,
         s,
