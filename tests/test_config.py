@@ -44,6 +44,8 @@ def test_defaults_are_filled_in():
         (lambda c: c["models"]["b1"].update(not_a_key=1), "not_a_key"),
         (lambda c: c["users"]["split"].update(mode="random"), "mode"),
         (lambda c: c.update(seeds=[]), "seeds"),
+        (lambda c: c["sampling"].update(n_users="all"), "n_users"),
+        (lambda c: c["sampling"].update(n_users=0), "n_users"),
         (lambda c: c["models"].update(x={"kind": "magic"}), "kind"),
     ],
 )

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from nfsynth.evalspace import EvalSpace
-from nfsynth.models.pipeline import fit_evalspace, sample_model, sample_start, train_model
+from nfsynth.models.pipeline import (
+    fit_evalspace,
+    sample_host_count,
+    sample_model,
+    sample_start,
+    train_model,
+)
 from nfsynth.schema import SAMPLE_SCHEMA
 
 
@@ -38,6 +45,25 @@ def test_train_and_sample_from_files(sim_users_dir, tmp_path):
     test_day = json.loads((sim_users_dir / "split.json").read_text())["test"][0]
     assert test_day == "1970-01-03"
     assert table["ts"].to_numpy().min() >= 2 * 86400.0
+    assert len(set(table["user"].to_pylist())) == 2
+    # n_users auto: the training population, here every host (a day split trains on all 6)
+    n = sample_model(
+        tmp_path / "m", sim_users_dir / "split.json", {"n_users": "auto", "days": 0.2, "start": "auto"}, 3,
+        tmp_path / "auto.parquet", hosts_path=sim_users_dir / "hosts.parquet",
+    )  # fmt: skip
+    assert len(set(pq.read_table(tmp_path / "auto.parquet")["user"].to_pylist())) == 6
+
+
+def test_auto_host_count_is_the_training_split(tmp_path):
+    hosts = pa.table({"user": list("abcdefg"), "split": ["train"] * 4 + ["val"] * 2 + ["test"]})
+    pq.write_table(hosts, tmp_path / "hosts.parquet")
+    assert sample_host_count("auto", tmp_path / "hosts.parquet") == 4
+    assert sample_host_count(9, tmp_path / "hosts.parquet") == 9
+    pq.write_table(hosts.set_column(1, "split", pa.array(["all"] * 7)), tmp_path / "days.parquet")
+    assert sample_host_count("auto", tmp_path / "days.parquet") == 7
+    pq.write_table(hosts.set_column(1, "split", pa.array(["val"] * 7)), tmp_path / "none.parquet")
+    with pytest.raises(ValueError, match=r"none\.parquet.*no host is in training"):
+        sample_host_count("auto", tmp_path / "none.parquet")
 
 
 def test_sample_start_rules(tmp_path):

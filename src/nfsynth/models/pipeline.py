@@ -5,7 +5,7 @@
   ``training.json``: rows, seconds, held-out NLL on the validation split in bits per flow);
 - ``sample_model(model_dir, split_path, sampling, seed, out_path, hosts_path)``: rule
   ``sample``; ``start: auto`` is midnight UTC of the first test day (day split) or of the
-  dataset's first day (host split).
+  dataset's first day (host split); ``n_users: auto`` is the training split's host count.
 """
 
 from __future__ import annotations
@@ -159,6 +159,20 @@ def sample_start(start: str, split: dict[str, Any], hosts_path: str | Path | Non
     return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
 
 
+def sample_host_count(n_users: int | str, hosts_path: str | Path | None) -> int:
+    """Synthetic hosts of a sample: ``n_users``, or for ``auto`` the training split's host
+    count (hosts of split ``train``, or ``all`` under a day split) from ``hosts.parquet``."""
+    if n_users != "auto":
+        return int(n_users)
+    if hosts_path is None:
+        raise ValueError("sampling.n_users is auto but no hosts.parquet was given")
+    split = pq.read_table(hosts_path, columns=["split"]).column("split").to_pylist()
+    n = sum(1 for s in split if s in ("train", "all"))
+    if n == 0:
+        raise ValueError(f"{hosts_path}: sampling.n_users is auto but no host is in training")
+    return n
+
+
 def sample_model(
     model_dir: str | Path,
     split_path: str | Path,
@@ -168,21 +182,22 @@ def sample_model(
     hosts_path: str | Path | None = None,
     threads: int | None = None,
 ) -> int:
-    """Load a saved model, sample ``sampling.n_users`` hosts over ``sampling.days`` days from
-    ``sampling.start`` with at most ``threads`` CPU threads; write Parquet. Returns the number
-    of flows."""
+    """Load a saved model, sample ``sampling.n_users`` hosts (``sample_host_count``) over
+    ``sampling.days`` days from ``sampling.start`` with at most ``threads`` CPU threads; write
+    Parquet. Returns the number of flows."""
     split = json.loads(Path(split_path).read_text())
     start = sample_start(str(sampling.get("start", "auto")), split, hosts_path)
+    n_users = sample_host_count(sampling.get("n_users", "auto"), hosts_path)
     model = registry.load(str(model_dir))
     limit_threads(threads)
     t0 = time.perf_counter()
-    table = model.sample(int(sampling["n_users"]), start, float(sampling["days"]), seed=int(seed))
+    table = model.sample(n_users, start, float(sampling["days"]), seed=int(seed))
     seconds = time.perf_counter() - t0
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out_path)
     log.info(
         "sampled %d flows of %d hosts over %.2f days from %s in %.2f s (%.0f flows/s)",
-        table.num_rows, int(sampling["n_users"]), float(sampling["days"]),
+        table.num_rows, n_users, float(sampling["days"]),
         datetime.fromtimestamp(start, UTC).isoformat(), seconds, table.num_rows / max(seconds, 1e-9),
     )  # fmt: skip
     return table.num_rows
