@@ -51,7 +51,9 @@ def test_train_and_sample_from_files(sim_users_dir, tmp_path):
         tmp_path / "m", sim_users_dir / "split.json", {"n_users": "auto", "days": 0.2, "start": "auto"}, 3,
         tmp_path / "auto.parquet", hosts_path=sim_users_dir / "hosts.parquet",
     )  # fmt: skip
-    assert len(set(pq.read_table(tmp_path / "auto.parquet")["user"].to_pylist())) == 6
+    table = pq.read_table(tmp_path / "auto.parquet")
+    assert table.num_rows == n > 0
+    assert len(set(table["user"].to_pylist())) == 6
 
 
 def test_auto_host_count_is_the_training_split(tmp_path):
