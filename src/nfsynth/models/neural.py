@@ -865,9 +865,9 @@ class NeuralFlowModel(FlowModel):
           the last round and kept only if that round's value drift (``value_drift``) is
           smaller. A free-running host's gaps, durations and counts drift as its tokens
           do (durations of 2-3 minutes at less than half their share on UGR'16, the longest
-          gaps too rare on the simulator). A round that tries a gap map measures the rates afresh, at factor 1
-          (the map moves every host's rate); if the map is dropped, the factors before it
-          stand.
+          gaps too rare on the simulator). A round that tries a gap map measures the rates
+          afresh, at factor 1 (the map moves every host's rate); if the map is dropped, the
+          factors before it stand.
 
         All act on sampling only: ``log_prob`` scores the trained network."""
         if not self.train_hosts_:
