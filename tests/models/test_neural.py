@@ -720,3 +720,27 @@ def test_sampled_ports_keep_to_the_protocols_they_occur_with(fitted: NeuralFlowM
     model.proto_support_, model.sampler_ = {}, None
     unmasked, _ = udp_on_443(model)
     assert unmasked > 20, unmasked
+
+
+def test_categorical_draws_follow_the_softmax_and_skip_masked_tokens() -> None:
+    """``draw_categorical`` (the sampler's inverse-CDF draw of tokens and mixture
+    components). Setup: logits of probabilities (0.2, 0.3, 0.5) and the same with a masked
+    (-1e9) token between them. Assert: uniforms land on the index whose cumulative interval
+    holds them; over 200,000 draws the shares are the softmax (within 0.005) and the masked
+    token is never drawn, even for a uniform at its interval's edge."""
+    from nfsynth.models.neural_sample import draw_categorical
+
+    logits = np.log(np.array([[0.2, 0.3, 0.5]] * 4, dtype=np.float32))
+    u = np.array([0.1, 0.25, 0.6, 0.999999])
+    np.testing.assert_array_equal(draw_categorical(logits, u), [0, 1, 2, 2])
+    masked = np.log(np.array([[0.2, 1.0, 0.3, 0.5]], dtype=np.float32)) + np.array(
+        [[0.0, -1e9, 0.0, 0.0]], dtype=np.float32
+    )
+    edge = np.array([0.2 - 1e-6, 0.2 + 1e-6, 0.5 + 1e-6])
+    np.testing.assert_array_equal(draw_categorical(np.repeat(masked, 3, 0), edge), [0, 2, 3])
+    rng = np.random.default_rng(0)
+    n = 200_000
+    draws = draw_categorical(np.repeat(masked, n, axis=0), rng.random(n))
+    shares = np.bincount(draws, minlength=4) / n
+    assert shares[1] == 0.0
+    np.testing.assert_allclose(shares[[0, 2, 3]], [0.2, 0.3, 0.5], atol=0.005)
