@@ -744,3 +744,42 @@ def test_categorical_draws_follow_the_softmax_and_skip_masked_tokens() -> None:
     shares = np.bincount(draws, minlength=4) / n
     assert shares[1] == 0.0
     np.testing.assert_allclose(shares[[0, 2, 3]], [0.2, 0.3, 0.5], atol=0.005)
+
+
+@pytest.mark.parametrize("elasticity", [0.8, 1.0, 2.5, 3.5])
+def test_rate_steps_reach_the_factor_that_holds_each_hosts_flow_count(elasticity: float) -> None:
+    """``rate_step`` (the rate calibration's update). Setup: three hosts whose flow count
+    answers the gap factor f as ``(f / f*)^-e`` with f* = 0.3, 1 and 3 (a count ratio of 1 at
+    f*), starting from f = 1. Assert: after two steps (the second a secant through both
+    measured rounds) every factor is within 1% of its f*, and the elasticity is measured
+    where the factor moved; for e = 3.5 the plain step (factor times ratio) moves away from
+    f* instead, which is what the secant replaces."""
+    from nfsynth.models.neural import rate_step
+
+    target = np.log(np.array([0.3, 1.0, 3.0]))
+
+    def log_ratio(log_f: np.ndarray) -> np.ndarray:
+        return -elasticity * (log_f - target)
+
+    log_f0 = np.zeros(3)
+    log_f1, e1 = rate_step(log_f0, log_ratio(log_f0), None, None)
+    assert e1 is None
+    log_f2, e2 = rate_step(log_f1, log_ratio(log_f1), (log_f0, log_ratio(log_f0)), e1)
+    np.testing.assert_allclose(np.exp(log_f2), np.exp(target), rtol=0.01)
+    moved = np.abs(log_f1 - log_f0) > np.log(1.05)
+    np.testing.assert_allclose(e2[moved], elasticity)
+    if elasticity == 3.5:
+        plain1 = log_f0 + log_ratio(log_f0)
+        plain2 = plain1 + log_ratio(plain1)
+        assert (np.abs(plain2 - target)[moved] > np.abs(log_f0 - target)[moved]).all()
+
+
+def test_a_rate_step_keeps_its_prior_where_the_count_rose_with_the_factor() -> None:
+    """A noisy round can read more flows at a larger gap factor. Assert: no elasticity is
+    taken from such a pair (the assumed one stands), and factors stay in their clip range."""
+    from nfsynth.models.neural import RATE_ELASTICITY_FIRST, RATE_FACTOR_RANGE, rate_step
+
+    prev = (np.log(np.array([1.0, 1.0])), np.log(np.array([0.9, 100.0])))
+    log_f, e = rate_step(np.log(np.array([1.2, 1.0])), np.log(np.array([1.1, 100.0])), prev, None)
+    assert e is not None and e[0] == RATE_ELASTICITY_FIRST
+    assert np.isclose(np.exp(log_f[1]), RATE_FACTOR_RANGE[1])

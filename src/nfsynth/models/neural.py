@@ -128,6 +128,11 @@ DEFAULTS: dict[str, Any] = {
 PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
 TOKEN_PSEUDO_FLOWS = 1.0  # added to both counts of a token calibration ratio
 TOKEN_OFFSET_RANGE = (-4.0, 4.0)  # sampling-side logit offsets of the token calibration
+#: the rate calibration's response model (``rate_step``): a host's flow count falls as a power
+#: of its gap factor; the power assumed before two rounds measure it, and its clip range
+RATE_ELASTICITY_FIRST = 2.0
+RATE_ELASTICITY_RANGE = (0.5, 4.0)
+RATE_FACTOR_RANGE = (0.1, 10.0)
 #: quantile levels of the value calibration's map knots (``_calibrate``)
 VALUE_MAP_LEVELS = np.linspace(0.0, 1.0, 202)[1:-1]
 VALUE_DRIFT_BINS = 50  # equal-mass bins of the training values for the value drift
@@ -846,7 +851,9 @@ class NeuralFlowModel(FlowModel):
         - rate: a gap scale per training host so that it holds as many flows as its
           activity says (the mean of a log-space mixture is sensitive to its tail), and one
           over all hosts for unknown hosts; it scales the idle part of each gap only
-          (``neural_sample.scale_gaps``), so bursts keep their spacing;
+          (``neural_sample.scale_gaps``), so bursts keep their spacing. Each round steps
+          toward the factor that holds a host's count by a secant through the last two
+          rounds (``rate_step``): a host's count can answer its factor several times over;
         - tokens: per categorical field, a logit offset per token, the log ratio of its
           training count to its sampled count over all hosts (each with
           ``TOKEN_PSEUDO_FLOWS`` added, clipped to ``TOKEN_OFFSET_RANGE``). Free-running
@@ -911,10 +918,15 @@ class NeuralFlowModel(FlowModel):
         map_trial: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         best_value = dict.fromkeys(conts, np.inf)
         rate_factors = None  # the last factors measured without a gap map on trial
+        # the rate rounds' last measurement (log factors, log count ratios; hosts and the
+        # overall factor) and the elasticities measured between two rounds (None: not yet)
+        measured: tuple[np.ndarray, np.ndarray] | None = None
+        elasticity: np.ndarray | None = None
         for k in range(rounds):
             gap_trial = "dt" in map_trial and "dt" not in maps
             if gap_trial:  # a new gap map moves every rate: measure them afresh with it
                 rate_factors, factors = factors.copy(), np.ones(n + 1)
+                measured = None  # a new setting: no earlier round to take a secant with
             self.host_dt_factors_ = factors.copy()
             self.token_offsets_ = {f: o.copy() for f, o in trial.items()}
             self.value_maps_ = dict(map_trial)
@@ -925,9 +937,13 @@ class NeuralFlowModel(FlowModel):
             host = frame["host"].to_numpy()
             counts = np.bincount(host, minlength=n)[:n].astype(float)
             ratio = np.maximum(counts, 1.0) / np.maximum(expected, 1.0)
-            factors[:n] = np.clip(factors[:n] * ratio, 0.1, 10.0)
             overall = counts.sum() / max(expected.sum(), 1.0)
-            factors[n] = float(np.clip(factors[n] * overall, 0.1, 10.0))
+            log_f, log_r = np.log(factors), np.log(np.r_[ratio, overall])
+            new_log_f, measured_e = rate_step(log_f, log_r, measured, elasticity)
+            if measured_e is not None:
+                elasticity = measured_e
+            measured = (log_f, log_r)
+            factors = np.exp(new_log_f)
             notes = []
             for f in cats:
                 got = self._token_counts(frame[f].to_numpy(), f)
@@ -1101,6 +1117,42 @@ class NeuralFlowModel(FlowModel):
                 "parameters": int(n_params),
             }
         )
+
+
+def rate_step(
+    log_f: np.ndarray,
+    log_r: np.ndarray,
+    previous: tuple[np.ndarray, np.ndarray] | None,
+    elasticity: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rate calibration's next log gap factors (H,), from this round's log factors
+    ``log_f`` (H,) and log count ratios ``log_r`` (H,) (sampled flows over expected ones), and
+    the elasticities it measured, or None without an earlier round.
+
+    Response model per host: ``log r = -e (log f - log f*)``, so ``log f* = log f + log r /
+    e``. ``e`` is measured between this round and ``previous`` (the last round's log factors
+    and log ratios, in the same setting) where the factors moved by more than 5% and the count
+    fell as the factor rose (a secant), clipped to ``RATE_ELASTICITY_RANGE``; elsewhere it is
+    the last measured one (``elasticity``) or ``RATE_ELASTICITY_FIRST``.
+
+    A plain step (``e = 1``, factor times ratio) diverged on UGR'16. There a free-running
+    host's count answers its gap factor 2-3 times over (slower gaps make quieter windows,
+    which make slower gaps): one host read 1.63 of its flows at factor 1, 0.36 at 1.63, and
+    the factors after two rounds gave the sample 1.55 times the expected flows. The count
+    falls monotonically in the factor, so a factor between two measured ones is safe; a
+    first step with ``e = 2`` converges for any elasticity below 4."""
+    e = np.full(log_f.shape, RATE_ELASTICITY_FIRST)
+    if elasticity is not None:
+        e = elasticity.copy()
+    measured = None
+    if previous is not None:
+        d_f, d_r = log_f - previous[0], log_r - previous[1]
+        ok = (np.abs(d_f) > np.log(1.05)) & (d_r * d_f < 0)
+        measured = e.copy()
+        measured[ok] = np.clip(-d_r[ok] / d_f[ok], *RATE_ELASTICITY_RANGE)
+        e = measured
+    lo, hi = np.log(RATE_FACTOR_RANGE[0]), np.log(RATE_FACTOR_RANGE[1])
+    return np.clip(log_f + log_r / e, lo, hi), measured
 
 
 def training_latents(
