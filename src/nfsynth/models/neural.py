@@ -873,8 +873,8 @@ class NeuralFlowModel(FlowModel):
           smaller. A free-running host's gaps, durations and counts drift as its tokens
           do (durations of 2-3 minutes at less than half their share on UGR'16, the longest
           gaps too rare on the simulator). A round that tries a gap map measures the rates
-          afresh, at factor 1 (the map moves every host's rate); if the map is dropped, the
-          factors before it stand.
+          again with it, from the factors so far (the map moves every host's rate); if
+          the map is dropped, the factors before it stand.
 
         All act on sampling only: ``log_prob`` scores the trained network."""
         if not self.train_hosts_:
@@ -924,8 +924,8 @@ class NeuralFlowModel(FlowModel):
         elasticity: np.ndarray | None = None
         for k in range(rounds):
             gap_trial = "dt" in map_trial and "dt" not in maps
-            if gap_trial:  # a new gap map moves every rate: measure them afresh with it
-                rate_factors, factors = factors.copy(), np.ones(n + 1)
+            if gap_trial:  # a new gap map moves every rate: measure them again with it
+                rate_factors = factors.copy()  # (from the factors so far: a short last step)
                 measured = None  # a new setting: no earlier round to take a secant with
             self.host_dt_factors_ = factors.copy()
             self.token_offsets_ = {f: o.copy() for f, o in trial.items()}
