@@ -1125,9 +1125,9 @@ def rate_step(
     previous: tuple[np.ndarray, np.ndarray] | None,
     elasticity: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rate calibration's next log gap factors (H,), from this round's log factors
-    ``log_f`` (H,) and log count ratios ``log_r`` (H,) (sampled flows over expected ones), and
-    the elasticities it measured, or None without an earlier round.
+    """One step of the rate calibration: ``(next log gap factors (H,), the elasticities
+    (H,) measured in this step, or None without an earlier round)``, from this round's log
+    factors ``log_f`` (H,) and log count ratios ``log_r`` (H,) (sampled over expected flows).
 
     Response model per host: ``log r = -e (log f - log f*)``, so ``log f* = log f + log r /
     e``. ``e`` is measured between this round and ``previous`` (the last round's log factors
