@@ -723,9 +723,9 @@ def test_sampled_ports_keep_to_the_protocols_they_occur_with(fitted: NeuralFlowM
 
 
 def test_categorical_draws_follow_the_softmax_and_skip_masked_tokens() -> None:
-    """``draw_categorical`` (the sampler's inverse-CDF draw of tokens and mixture
-    components). Setup: logits of probabilities (0.2, 0.3, 0.5) and the same with a masked
-    (-1e9) token between them. Assert: uniforms land on the index whose cumulative interval
+    """``draw_categorical`` (the sampler's inverse-CDF draw of a categorical field's token).
+    Setup: logits of probabilities (0.2, 0.3, 0.5) and the same with a masked (-1e9) token
+    between them. Assert: uniforms land on the index whose cumulative interval
     holds them; over 200,000 draws the shares are the softmax (within 0.005) and the masked
     token is never drawn, even for a uniform at its interval's edge."""
     from nfsynth.models.neural_sample import draw_categorical
