@@ -1141,16 +1141,13 @@ def rate_step(
     the factors after two rounds gave the sample 1.55 times the expected flows. The count
     falls monotonically in the factor, so a factor between two measured ones is safe; a
     first step with ``e = 2`` converges for any elasticity below 4."""
-    e = np.full(log_f.shape, RATE_ELASTICITY_FIRST)
-    if elasticity is not None:
-        e = elasticity.copy()
+    e = np.full(log_f.shape, RATE_ELASTICITY_FIRST) if elasticity is None else elasticity.copy()
     measured = None
     if previous is not None:
         d_f, d_r = log_f - previous[0], log_r - previous[1]
         ok = (np.abs(d_f) > np.log(1.05)) & (d_r * d_f < 0)
-        measured = e.copy()
-        measured[ok] = np.clip(-d_r[ok] / d_f[ok], *RATE_ELASTICITY_RANGE)
-        e = measured
+        e[ok] = np.clip(-d_r[ok] / d_f[ok], *RATE_ELASTICITY_RANGE)
+        measured = e
     lo, hi = np.log(RATE_FACTOR_RANGE[0]), np.log(RATE_FACTOR_RANGE[1])
     return np.clip(log_f + log_r / e, lo, hi), measured
 

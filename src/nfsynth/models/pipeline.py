@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nfsynth.evalspace import EvalSpace
@@ -166,8 +168,8 @@ def sample_host_count(n_users: int | str, hosts_path: str | Path | None) -> int:
         return int(n_users)
     if hosts_path is None:
         raise ValueError("sampling.n_users is auto but no hosts.parquet was given")
-    split = pq.read_table(hosts_path, columns=["split"]).column("split").to_pylist()
-    n = sum(1 for s in split if s in ("train", "all"))
+    split = pq.read_table(hosts_path, columns=["split"]).column("split")
+    n = pc.sum(pc.is_in(split, value_set=pa.array(["train", "all"]))).as_py() or 0
     if n == 0:
         raise ValueError(f"{hosts_path}: sampling.n_users is auto but no host is in training")
     return n
