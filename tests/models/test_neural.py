@@ -184,8 +184,22 @@ def test_samples_are_valid_and_seeded(fitted: NeuralFlowModel) -> None:
 
 
 def test_save_load_round_trip(fitted: NeuralFlowModel, flows: pd.DataFrame, tmp_path) -> None:
+    """A loaded model scores and samples as the fitted one, and every fitted attribute
+    (``*_``) comes back equal: the training period was once lost, so a calibration redone on
+    a loaded model sampled 1970-01-01 instead of the training day."""
     fitted.save(tmp_path / "m")
     again = NeuralFlowModel.load(tmp_path / "m")
+    assert fitted.period_ != (0.0, 86400.0)  # the planted period is not the default
+    skip = {"net_", "sampler_", "device_", "space_"}  # compared by behaviour below
+    for name, value in vars(fitted).items():
+        if name.endswith("_") and name not in skip:
+            loaded = getattr(again, name)
+            if isinstance(value, dict):
+                assert value.keys() == loaded.keys(), name
+                for key, item in value.items():
+                    np.testing.assert_equal(np.asarray(loaded[key]), np.asarray(item), name)
+            else:
+                np.testing.assert_equal(loaded, value, name)
     held = flows[flows["split"] == "val"]
     np.testing.assert_allclose(again.log_prob(held), fitted.log_prob(held), rtol=1e-6)
     pd.testing.assert_frame_equal(

@@ -1041,6 +1041,7 @@ class NeuralFlowModel(FlowModel):
             "history": self.history_,
             "warp": self.warp_.to_dict() if self.warp_ is not None else None,
             "weekly": self.weekly_,
+            "period": list(self.period_),
             "dt_factor": self.dt_factor_,
             "host_dt_factors": (
                 None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
@@ -1074,6 +1075,8 @@ class NeuralFlowModel(FlowModel):
         model.history_ = dict(state.get("history", {}))
         model.warp_ = TimeWarp(**state["warp"]) if state.get("warp") else None
         model.weekly_ = bool(state.get("weekly", True))
+        if "period" in state:  # models saved before it was kept: the default of __init__
+            model.period_ = (float(state["period"][0]), float(state["period"][1]))
         model.dt_factor_ = float(state.get("dt_factor", 1.0))
         factors = state.get("host_dt_factors")
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
