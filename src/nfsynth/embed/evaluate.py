@@ -56,6 +56,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from nfsynth.embed.data import read_flows, read_windows, schema_names
 from nfsynth.embed.encoding import CONTEXT_FEATURES, FlowEncoder, read_columns
 from nfsynth.embed.scan_cnn import scan_flow_mask
+from nfsynth.metrics.utility_protocol import L2_REGULARIZATION
 from nfsynth.schema import proto_name
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def protocol_usefulness(
         ("logreg", base_lr, lambda d: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))),
         ("hgb", base_tree, lambda d: HistGradientBoostingClassifier(
             max_iter=100, random_state=seed, early_stopping=False,
+            l2_regularization=L2_REGULARIZATION,  # a protocol seen once (utility_protocol)
             categorical_features=np.r_[is_cat, np.zeros(d - len(is_cat), bool)])),
     ):  # fmt: skip
         accs = {}
