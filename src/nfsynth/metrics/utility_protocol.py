@@ -1,12 +1,13 @@
 """Utility: predict the protocol from the other fields, train on synthetic, test on real.
 
 A ``sklearn.ensemble.HistGradientBoostingClassifier`` (fixed seed, categorical features
-native, L2-regularised leaf values) predicts the protocol's evaluation-space code from the other fields: log1p of the
-continuous fields, the codes of ``sport``, ``dport``, ``direction``, ``peer_kind`` and the
-hour. ``tstr_protocol_f1``: macro-F1 on the real test flows when trained on the synthetic
-flows; ``trtr_protocol_f1``: the same classifier trained on the real training flows (the
-ceiling to compare with). Macro-F1 is averaged over the protocols present in the test flows.
-A training set with a single protocol predicts it everywhere.
+native, L2-regularised leaf values) predicts the protocol's evaluation-space code from the
+other fields: log1p of the continuous fields, the codes of ``sport``, ``dport``,
+``direction``, ``peer_kind`` and the hour. ``tstr_protocol_f1``: macro-F1 on the real test
+flows when trained on the synthetic flows; ``trtr_protocol_f1``: the same classifier trained
+on the real training flows (the ceiling to compare with). Macro-F1 is averaged over the
+protocols present in the test flows. A training set with a single protocol predicts it
+everywhere.
 """
 
 from __future__ import annotations
