@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nfsynth.metrics import utility_forecast, utility_protocol
+from nfsynth.schema import proto_name
 from tests.metrics.flowdata import column_resample, user_flows
 
 
@@ -31,6 +32,15 @@ def test_single_protocol_training_set_predicts_it(tables, space):
     share_tcp = np.mean(tables["a"]["proto"] == 6)
     # F1 of TCP = 2p/(1+p), other classes 0, averaged over the 3 protocols present
     assert f1 == pytest.approx(2 * share_tcp / (1 + share_tcp) / 3)
+    # per protocol, named: the same F1 of TCP, 0 for the others; the macro is their mean
+    out = utility_protocol.compute(tables["a"], only_tcp, space, tables["train"])
+    present = {proto_name(p).lower() for p in tables["a"]["proto"].unique()}
+    prefix = "tstr_protocol_f1_"
+    assert {k.removeprefix(prefix) for k in out if k.startswith(prefix)} == present
+    assert out["tstr_protocol_f1_tcp"] == pytest.approx(2 * share_tcp / (1 + share_tcp))
+    assert all(out[f"tstr_protocol_f1_{name}"] == 0.0 for name in present - {"tcp"})
+    per_protocol = [out[f"trtr_protocol_f1_{name}"] for name in present]
+    assert out["trtr_protocol_f1"] == pytest.approx(np.mean(per_protocol))
 
 
 def test_a_class_seen_once_in_training_is_handled():

@@ -111,3 +111,24 @@ def test_reference_and_detail_metrics_do_not_compete(summary):
     winners = html.split("Winner per metric")[1]
     assert "jsd_bytes" not in winners and "trtr_protocol_f1" not in winners
     assert "Per-field and per-rule details" in html
+
+
+def test_per_protocol_f1_gets_its_own_table_and_no_winner(summary):
+    """The F1 of each protocol behind the TSTR macro-F1 is shown in a table of its own under
+    Utility, and, a breakdown, does not enter the winner list."""
+    extra = pd.DataFrame(
+        [
+            ("d", "b1", "tstr_protocol_f1_udp", "max", 0.2, 0.0, 3),
+            ("d", "b2", "tstr_protocol_f1_udp", "max", 0.7, 0.0, 3),
+            ("d", "b1", "trtr_protocol_f1_udp", "max", 0.8, 0.0, 3),
+            ("d", "b2", "trtr_protocol_f1_udp", "max", 0.8, 0.0, 3),
+        ],
+        columns=summary.columns,
+    )
+    html = "".join(models_section(pd.concat([summary, extra], ignore_index=True), "d").parts)
+    utility = html.split("Utility")[1].split("Winner per metric")[0]
+    tables = utility.split("<table")[1:]
+    assert len(tables) == 2
+    assert "tstr_protocol_f1 " in tables[0] and "tstr_protocol_f1_udp" not in tables[0]
+    assert "tstr_protocol_f1_udp" in tables[1] and "trtr_protocol_f1_udp" in tables[1]
+    assert "tstr_protocol_f1_udp" not in html.split("Winner per metric")[1]

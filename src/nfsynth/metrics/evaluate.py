@@ -77,7 +77,14 @@ EXTRA_GOALS: dict[str, str] = {
     "dcr_median_ratio": "max",
     "exact_copy_share_holdout": "min",
 }
-PREFIX_GOALS: dict[str, str] = {"jsd_": "min", "w1_": "min", "acf_mae_": "min", "rule_": "min"}
+PREFIX_GOALS: dict[str, str] = {
+    "jsd_": "min",
+    "w1_": "min",
+    "acf_mae_": "min",
+    "rule_": "min",
+    "tstr_protocol_f1_": "max",
+    "trtr_protocol_f1_": "max",
+}
 
 DEFAULTS: dict[str, Any] = {
     "max_rows": 60000,

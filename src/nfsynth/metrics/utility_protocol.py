@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from nfsynth.evalspace import EvalSpace
 from nfsynth.metrics.common import field_codes, log1p_field
 from nfsynth.metrics.hour_jsd import hours_of
+from nfsynth.schema import proto_name
 
 NAME = "tstr_protocol_f1"
 GOAL = "max"
@@ -50,12 +51,14 @@ def design(flows: pd.DataFrame, space: EvalSpace) -> tuple[np.ndarray, np.ndarra
     return np.column_stack(columns), y, np.array(categorical)
 
 
-def train_test_f1(
+def train_test_scores(
     train: pd.DataFrame, test: pd.DataFrame, space: EvalSpace, seed: int = 0
-) -> float:
-    """Macro-F1 on ``test`` of the classifier trained on ``train`` (user-flow frames)."""
+) -> tuple[float, dict[str, float]]:
+    """``(macro-F1, {protocol: F1})`` on ``test`` of the classifier trained on ``train``
+    (user-flow frames), over the protocols present in ``test``. A protocol is named by
+    ``protocol_names``; NaN and ``{}`` without rows."""
     if len(train) == 0 or len(test) == 0:
-        return float("nan")
+        return float("nan"), {}
     x_train, y_train, categorical = design(train, space)
     x_test, y_test, _ = design(test, space)
     classes = np.unique(y_train)
@@ -77,15 +80,42 @@ def train_test_f1(
         with threadpool_limits(limits=1):  # OpenMP threads oversubscribe a shared machine
             predicted = clf.fit(x_train, y_train).predict(x_test)
     labels = np.unique(y_test)
-    return float(f1_score(y_test, predicted, labels=labels, average="macro", zero_division=0))
+    per_class = f1_score(y_test, predicted, labels=labels, average=None, zero_division=0)
+    names = protocol_names(test, y_test)
+    return float(np.mean(per_class)), {
+        names[c]: float(f) for c, f in zip(labels, per_class, strict=True)
+    }
+
+
+def train_test_f1(
+    train: pd.DataFrame, test: pd.DataFrame, space: EvalSpace, seed: int = 0
+) -> float:
+    """Macro-F1 on ``test`` of the classifier trained on ``train`` (user-flow frames)."""
+    return train_test_scores(train, test, space, seed)[0]
+
+
+def protocol_names(flows: pd.DataFrame, codes: np.ndarray) -> dict[int, str]:
+    """Name of each evaluation code of the protocol in ``flows`` (codes (n,)): the protocol's
+    lower-case name (``tcp``, ``udp``, ``icmp``, or its number) where the code holds one
+    protocol, ``other`` where it holds several (the space's bucket)."""
+    values = flows[TARGET].to_numpy() if TARGET in flows else np.zeros(len(flows), np.int64)
+    out = {}
+    for code in np.unique(codes):
+        held = np.unique(values[codes == code])
+        out[int(code)] = proto_name(held[0]).lower() if len(held) == 1 else "other"
+    return out
 
 
 def compute(
     real: pd.DataFrame, synthetic: pd.DataFrame, space: EvalSpace, train: pd.DataFrame
 ) -> dict[str, float]:
-    """``{"tstr_protocol_f1": ..., "trtr_protocol_f1": ...}``; ``real`` is the real test
-    split, ``train`` the real training split."""
-    return {
-        NAME: train_test_f1(synthetic, real, space),
-        "trtr_protocol_f1": train_test_f1(train, real, space),
-    }
+    """``{"tstr_protocol_f1": ..., "trtr_protocol_f1": ...}`` (macro-F1) and the F1 of each
+    protocol of the test flows, ``tstr_protocol_f1_<name>`` and ``trtr_protocol_f1_<name>``
+    (``protocol_names``); ``real`` is the real test split, ``train`` the real training
+    split."""
+    out = {}
+    for key, source in ((NAME, synthetic), ("trtr_protocol_f1", train)):
+        macro, per_protocol = train_test_scores(source, real, space)
+        out[key] = macro
+        out.update({f"{key}_{name}": f1 for name, f1 in per_protocol.items()})
+    return out
