@@ -95,17 +95,15 @@ def test_surrogate_nll_is_marked_and_does_not_compete(summary):
     assert "1 (surrogate)" in html
 
 
+def with_metric(summary: pd.DataFrame, metric: str, goal: str, **means: float) -> pd.DataFrame:
+    """``summary`` with one row of dataset ``d`` per model of ``means`` (sd 0, 3 seeds)."""
+    rows = [("d", model, metric, goal, mean, 0.0, 3) for model, mean in means.items()]
+    return pd.concat([summary, pd.DataFrame(rows, columns=summary.columns)], ignore_index=True)
+
+
 def test_reference_and_detail_metrics_do_not_compete(summary):
-    extra = pd.DataFrame(
-        [
-            ("d", "b1", "trtr_protocol_f1", "max", 0.9, 0.0, 3),
-            ("d", "b2", "trtr_protocol_f1", "max", 0.9, 0.0, 3),
-            ("d", "b1", "jsd_bytes", "min", 0.1, 0.0, 3),
-            ("d", "b2", "jsd_bytes", "min", 0.2, 0.0, 3),
-        ],
-        columns=summary.columns,
-    )
-    both = pd.concat([summary, extra], ignore_index=True)
+    both = with_metric(summary, "trtr_protocol_f1", "max", b1=0.9, b2=0.9)
+    both = with_metric(both, "jsd_bytes", "min", b1=0.1, b2=0.2)
     assert "trtr_protocol_f1" not in set(best_models(both)["metric"])
     html = "".join(models_section(both, "d").parts)
     winners = html.split("Winner per metric")[1]
@@ -116,16 +114,9 @@ def test_reference_and_detail_metrics_do_not_compete(summary):
 def test_per_protocol_f1_gets_its_own_table_and_no_winner(summary):
     """The F1 of each protocol behind the TSTR macro-F1 is shown in a table of its own under
     Utility, and, a breakdown, does not enter the winner list."""
-    extra = pd.DataFrame(
-        [
-            ("d", "b1", "tstr_protocol_f1_udp", "max", 0.2, 0.0, 3),
-            ("d", "b2", "tstr_protocol_f1_udp", "max", 0.7, 0.0, 3),
-            ("d", "b1", "trtr_protocol_f1_udp", "max", 0.8, 0.0, 3),
-            ("d", "b2", "trtr_protocol_f1_udp", "max", 0.8, 0.0, 3),
-        ],
-        columns=summary.columns,
-    )
-    html = "".join(models_section(pd.concat([summary, extra], ignore_index=True), "d").parts)
+    per_protocol = with_metric(summary, "tstr_protocol_f1_udp", "max", b1=0.2, b2=0.7)
+    per_protocol = with_metric(per_protocol, "trtr_protocol_f1_udp", "max", b1=0.8, b2=0.8)
+    html = "".join(models_section(per_protocol, "d").parts)
     utility = html.split("Utility")[1].split("Winner per metric")[0]
     tables = utility.split("<table")[1:]
     assert len(tables) == 2
