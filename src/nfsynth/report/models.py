@@ -167,6 +167,7 @@ def models_section(
     metrics = list(part["metric"].unique())
     utility = [m for m in metrics if m.startswith(("tstr_", "trtr_"))]
     per_protocol = [m for m in utility if m.startswith(PER_PROTOCOL)]  # details: no winner
+    utility_main = [m for m in utility if m not in per_protocol]
     privacy = [m for m in metrics if m.startswith(("dcr_", "exact_copy"))]
     fidelity = [m for m in metrics if m not in utility and m not in privacy]
     fidelity_main = [m for m in fidelity if not is_detail_metric(m)]
@@ -188,7 +189,7 @@ def models_section(
             metric_table_html(
                 part,
                 dataset,
-                [m for m in utility if m not in per_protocol],
+                utility_main,
                 "TSTR against TRTR: protocol macro-F1 and next-window bytes MSE.",
             ),
             metric_table_html(
@@ -247,8 +248,7 @@ def models_section(
                 )
             )
     winners = best_models(part, surrogate_nll)
-    competing = fidelity_main + [m for m in utility if m not in per_protocol] + privacy
-    winners = winners[winners["metric"].isin(competing)]
+    winners = winners[winners["metric"].isin(fidelity_main + utility_main + privacy)]
     winners = winners[~winners["metric"].map(is_reference_metric).astype(bool)]
     if len(winners):
         ordered = ordered_metrics(list(winners["metric"]))
