@@ -797,3 +797,40 @@ def test_a_rate_step_keeps_its_prior_where_the_count_rose_with_the_factor() -> N
     log_f, e = rate_step(np.log(np.array([1.2, 1.0])), np.log(np.array([1.1, 100.0])), prev, None)
     assert e is not None and e[0] == RATE_ELASTICITY_FIRST
     assert np.isclose(np.exp(log_f[1]), RATE_FACTOR_RANGE[1])
+
+
+def test_sampled_gaps_stay_below_the_longest_training_gap(
+    fitted: NeuralFlowModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: the fitted model with its gap head's locations pushed 3 (log mean gaps, 20x)
+    up, so that it draws gaps far longer than any in training. Assert: every drawn gap
+    latent stays at or below the longest training gap's (``spec.lat_hi``), the share of
+    gaps near it is not piled up at a clip, and without the truncation
+    (``DT_TAIL_MARGIN`` infinite) many gaps lie beyond it."""
+    import copy
+
+    from nfsynth.models import neural_sample
+    from nfsynth.models.neural import ROLES
+
+    model = copy.deepcopy(fitted)
+    j, M = model.fields_.index("dt"), model.net_.M
+    with torch.no_grad():
+        model.net_.head_out[j].bias[M : 2 * M] += 3.0
+    model.token_offsets_, model.value_maps_ = {}, {}
+    roles = np.array([ROLES.index(r) for r, _ in model.train_hosts_])
+    rates = np.array([v for _, v in model.train_hosts_], dtype=np.float32)
+    hi = model.specs_["dt"].lat_hi
+
+    def gap_latents() -> np.ndarray:
+        model.sampler_ = model._step_sampler()
+        model.sampler_.record_latents = True
+        rng = np.random.default_rng(0)
+        frame = model._generate(roles, rates, np.arange(len(roles)), 0.0, 1.0, rng)
+        return frame["~dt"].to_numpy(dtype=float)
+
+    truncated = gap_latents()
+    assert truncated.size > 100
+    assert truncated.max() <= hi + 1e-9
+    assert np.mean(truncated > hi - 1e-6) < 0.01  # truncated, not clipped onto hi
+    monkeypatch.setattr(neural_sample, "DT_TAIL_MARGIN", np.inf)
+    assert np.mean(gap_latents() > hi) > 0.1

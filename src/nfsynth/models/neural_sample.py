@@ -66,6 +66,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 #: distance of the value maps' added end knots (``far_knots``), in latent units
 FAR = 1e3
+#: A gap is drawn below the longest training gap's latent plus this (log of the host's mean
+#: gaps): free-running UGR'16 hosts fell silent for up to 1.75 h, where no training host
+#: paused for more than 17 minutes, and 8.5% of their time lay in such gaps
+#: (docs/neural.md section 18).
+DT_TAIL_MARGIN = 0.0
 
 #: Gaps shorter than this share of a host's mean gap are left as sampled by the rate
 #: calibration (``scale_gaps``).
@@ -322,6 +327,11 @@ class StepSampler:
                     lo = max(spec.lat_lo, math.log(BPP_RANGE[0]))
                     f_lo = 0.5 + 0.5 * np.tanh(0.5 * (lo - mu) / np.exp(log_s))  # CDF at lo
                     uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
+                elif f == "dt":  # gaps: the component truncated above the longest training
+                    # gap (in the host's mean gaps; ``DT_TAIL_MARGIN``), not clipped
+                    hi = spec.lat_hi + DT_TAIL_MARGIN
+                    f_hi = 0.5 + 0.5 * np.tanh(0.5 * (hi - mu) / np.exp(log_s))  # CDF at hi
+                    uj = np.clip(uj * f_hi, 1e-12, 1.0 - 1e-12)
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
                 mapped = f in self.value_maps
                 y_net = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
