@@ -91,6 +91,12 @@ def scale_gaps(gaps: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
     return np.where(gaps > c, c + (gaps - c) * factor, gaps)
 
 
+def logistic_cdf(x: float, mu: np.ndarray, log_s: np.ndarray) -> np.ndarray:
+    """CDF at ``x`` of the logistic components with locations ``mu`` and log scales
+    ``log_s`` (B,): the sampler truncates a component by scaling its uniform draw by it."""
+    return 0.5 + 0.5 * np.tanh(0.5 * (x - mu) / np.exp(log_s))
+
+
 def draw_categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
     """One index per row of ``logits`` (B, V) from its softmax, by inverse CDF with the
     uniforms ``u`` (B,) in (0, 1): the first index whose cumulative probability reaches
@@ -325,12 +331,12 @@ class StepSampler:
                 if f in RATIO_BASE:  # bytes per packet: the component truncated below the
                     # training's 0.1% quantile (and 20 bytes), not piled up at a clip
                     lo = max(spec.lat_lo, math.log(BPP_RANGE[0]))
-                    f_lo = 0.5 + 0.5 * np.tanh(0.5 * (lo - mu) / np.exp(log_s))  # CDF at lo
+                    f_lo = logistic_cdf(lo, mu, log_s)
                     uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
                 elif f == "dt":  # gaps: the component truncated above the longest training
                     # gap (in the host's mean gaps; ``DT_TAIL_MARGIN``), not clipped
                     hi = spec.lat_hi + DT_TAIL_MARGIN
-                    f_hi = 0.5 + 0.5 * np.tanh(0.5 * (hi - mu) / np.exp(log_s))  # CDF at hi
+                    f_hi = logistic_cdf(hi, mu, log_s)
                     uj = np.clip(uj * f_hi, 1e-12, 1.0 - 1e-12)
                 y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
                 mapped = f in self.value_maps
