@@ -12,7 +12,13 @@ from nfsynth.evalspace import EvalSpace
 from nfsynth.features.tables import UserTables
 from nfsynth.features.userflows import derive_features
 from nfsynth.metrics.common import subsample_hosts
-from nfsynth.metrics.evaluate import evaluate_reference, evaluate_sample, goal_of, write_metrics
+from nfsynth.metrics.evaluate import (
+    evaluate_reference,
+    evaluate_sample,
+    goal_of,
+    score,
+    write_metrics,
+)
 from nfsynth.metrics.summary import summarize
 from tests.metrics.flowdata import column_resample, make_raw
 
@@ -180,3 +186,16 @@ def test_random_rows_keep_the_host_mix_whole_hosts_do_not():
     hosts = [subsample_hosts(flows, 3000, seed)["heavy"].mean() for seed in range(6)]
     assert max(abs(r - pooled) for r in rows) < 0.05
     assert max(abs(h - pooled) for h in hosts) > 0.2
+
+
+def test_distance_to_the_training_split_is_zero_for_its_own_flows(users, results):
+    """``jsd_train_mean``: the sample's marginals against the training flows. The training
+    flows themselves score 0 there (and the test split's difference from them in
+    ``jsd_mean``); a column resample of other hosts does not."""
+    space = EvalSpace.fit(users.subset("train"))
+    train = users.subset("train")
+    copy = score(users.subset("test"), train, train, space, CFG)
+    assert copy["jsd_train_mean"] == 0.0
+    assert copy["jsd_mean"] > 0.0
+    reference, resample = results
+    assert resample["jsd_train_mean"] > reference["jsd_train_mean"] > 0.0
