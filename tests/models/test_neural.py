@@ -432,6 +432,47 @@ def test_calibration_pulls_a_drifted_token_back_toward_its_training_share(
     assert offsets[used[used != tok]].mean() > 0.2
 
 
+def test_self_history_feeds_the_networks_own_tokens_to_later_targets(
+    fitted: NeuralFlowModel, flows: pd.DataFrame
+) -> None:
+    """Setup: the fitted model with its destination-port head's bias for its rarest
+    training port token raised by 50 nats, so that head draws it wherever it is asked; a
+    training batch of windows without history noise. Run: ``_self_history`` with p = 1,
+    and with p = 0 on the same windows. Assert: at p = 1 every history port after the first
+    ``history`` positions is that token, while the positions before them, the targets (``x:``/``y:``) and the continuous
+    history keep the true flows; the other categorical fields' history holds tokens of
+    their own vocabularies; at p = 0 the history is the flows themselves."""
+    import copy
+
+    model = copy.deepcopy(fitted)
+    enc = model._encode(flows[flows["split"] == "train"])
+    tok = int(np.argmin(np.bincount(enc.cat["dport"], minlength=model.vocabs_["dport"].size)))
+    j = model.fields_.index("dport")
+    with torch.no_grad():
+        model.net_.head_out[j].bias[tok] += 50.0
+    starts = model._segments(enc)[:16]
+    K = model.net_.K
+    batch = model._batch(enc, starts)
+    true_dport = batch["x:dport"].clone()
+    assert (true_dport[:, K:] != tok).float().mean() > 0.5  # not what the hosts send
+    model._self_history(batch, 1.0, np.random.default_rng(0))
+    assert bool((batch["h:dport"][:, K:] == tok).all())
+    assert torch.equal(batch["h:dport"][:, :K], true_dport[:, :K])
+    assert torch.equal(batch["x:dport"], true_dport)
+    for f in model.fields_:
+        if f in ("dport",):
+            continue
+        h = batch[f"h:{f}"]
+        if f in model.vocabs_:
+            assert int(h.min()) >= 0 and int(h.max()) < model.vocabs_[f].size
+        else:
+            assert torch.equal(h, batch[f"x:{f}"])
+    same = model._batch(enc, starts)
+    model._self_history(same, 0.0, np.random.default_rng(0))
+    for f in model.fields_:
+        assert torch.equal(same[f"h:{f}"], same[f"x:{f}"])
+
+
 def test_day_of_week_is_an_input_only_after_two_weeks(fitted: NeuralFlowModel) -> None:
     """Trained on 2 days (< ``WEEKLY_MIN_DAYS``), the model has seen two weekdays; a sample
     on any other weekday must not feed the network a day-of-week it never saw. Assert: the

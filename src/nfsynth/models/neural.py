@@ -38,7 +38,8 @@ early stopping on ``max_val_flows`` flows of the validation split, ``max_train_f
 flows per epoch drawn as windows of ``seq_len`` consecutive flows of a host (each with its
 ``history`` previous flows);
 ``history_dropout`` hides a target's past, ``history_noise`` swaps history flows for random
-training flows, ``host_dropout`` scores a window as an unknown host.
+training flows, ``self_history`` swaps the categorical tokens of history flows for the
+network's own draws (``_self_history``), ``host_dropout`` scores a window as an unknown host.
 
 Sampling (``neural_sample.StepSampler``, numpy on the CPU whatever the device): hosts, and
 chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn-in of
@@ -116,6 +117,7 @@ DEFAULTS: dict[str, Any] = {
     "top_peers": 64,
     "history_dropout": 0.3,
     "history_noise": 0.15,
+    "self_history": 0.8,
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -490,6 +492,40 @@ class NeuralFlowModel(FlowModel):
                     out[f"{part}:{f}"] = torch.as_tensor(getattr(enc, part)[f][tpos], device=dev)
         return out
 
+    @torch.no_grad()
+    def _self_history(
+        self, batch: dict[str, torch.Tensor], p: float, rng: np.random.Generator
+    ) -> None:
+        """Put the network's own tokens into the history of a training batch, in place.
+
+        A no-gradient pass over ``batch`` (as in training: the same dropouts) gives each
+        target flow's categorical heads, teacher-forced. At a share ``p`` of the target
+        positions (drawn per position, the same for every field) each categorical field's
+        history token ``h:<field>`` (S, P) becomes a token drawn from that flow's head (inverse
+        CDF of one uniform from ``rng``); continuous fields and the targets themselves
+        (``x:``/``y:``) keep the true flow. The later targets of the window then see a past
+        with the network's own token choices, as a free-running host's past is made of them:
+        it learns to come back from its own drift (a server that lingers in one port) instead
+        of amplifying it (docs/neural.md section 22)."""
+        assert self.net_ is not None
+        K = self.net_.K
+        cats = [j for j, f in enumerate(self.fields_) if f in CATEGORICAL]
+        _, heads = self.net_(batch, only=cats)
+        S, L = heads[cats[0]].shape[:2]
+        dev = heads[cats[0]].device
+        pick = torch.as_tensor(rng.random((S, L)) < p, device=dev)
+        for j, f in enumerate(self.fields_):
+            key = f"h:{f}"
+            if key not in batch:  # ``history_noise`` off: the history starts as the flows
+                batch[key] = batch[f"x:{f}"].clone()
+            if f not in CATEGORICAL:
+                continue
+            cdf = torch.softmax(heads[j].float(), dim=-1).cumsum(-1)
+            u = torch.as_tensor(rng.random((S, L, 1)), dtype=cdf.dtype, device=dev)
+            drawn = (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=cdf.shape[-1] - 1)
+            h = batch[key]
+            h[:, K:] = torch.where(pick, drawn.to(h.dtype), h[:, K:])
+
     def _field_nll(self, heads: list[torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Negative log-likelihood (nats) of each target, summed over fields, (S, L).
         The continuous fields are scored in one call (stacked on a field axis)."""
@@ -563,6 +599,8 @@ class NeuralFlowModel(FlowModel):
                 )
                 for k in bar:
                     batch = self._batch(enc, np.sort(order[k * S : (k + 1) * S]), rng)
+                    if float(hp["self_history"]) > 0:
+                        self._self_history(batch, float(hp["self_history"]), rng)
                     loss, n = self._loss(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

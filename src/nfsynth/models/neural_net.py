@@ -235,37 +235,50 @@ class FlowNet(nn.Module):
         return out if prior is None else out + prior
 
     def heads(
-        self, s: torch.Tensor, field_emb: torch.Tensor, host: torch.Tensor
-    ) -> list[torch.Tensor]:
+        self,
+        s: torch.Tensor,
+        field_emb: torch.Tensor,
+        host: torch.Tensor,
+        only: list[int] | None = None,
+    ) -> list[torch.Tensor | None]:
         """Every head at once: ``s`` (..., d), the target flows' field embeddings
-        (..., F, d), host ids (...); head j sees ``s`` plus the embeddings of fields < j."""
+        (..., F, d), host ids (...); head j sees ``s`` plus the embeddings of fields < j.
+        ``only``: compute just these heads (the others' entries are None)."""
         n_fields, d = field_emb.shape[-2], field_emb.shape[-1]
         # exclusive prefix sums over the fields as one (F, F) @ (F, rows * d) product: a
         # cumsum along the short field axis (with its flip-cumsum-flip backward) took ~2x as long
+        mask = self.prefix_mask.to(field_emb.dtype)
+        idx = list(range(n_fields)) if only is None else list(only)
+        if only is not None:
+            mask = mask[idx]
         by_field = field_emb.movedim(-2, 0).reshape(n_fields, -1)
-        prefix = (self.prefix_mask.to(field_emb.dtype) @ by_field).view(
-            n_fields, *field_emb.shape[:-2], d
+        prefix = (mask @ by_field).view(len(idx), *field_emb.shape[:-2], d)
+        u = s.unsqueeze(0) + prefix  # (F or len(only), ..., d)
+        w1, b1 = (
+            (self.head_w1, self.head_b1) if only is None else (self.head_w1[idx], self.head_b1[idx])
         )
-        u = s.unsqueeze(0) + prefix  # (F, ..., d)
-        bias = self.head_b1.view(n_fields, *([1] * (u.dim() - 2)), d)
-        hidden = F.gelu(torch.einsum("f...d,fdh->f...h", u, self.head_w1) + bias)
-        outs = []
+        bias = b1.view(len(idx), *([1] * (u.dim() - 2)), d)
+        hidden = F.gelu(torch.einsum("f...d,fdh->f...h", u, w1) + bias)
+        outs: list[torch.Tensor | None] = [None] * n_fields
         # unbind: one backward stack, where a select per field zero-fills the whole gradient
-        for j, h in enumerate(hidden.unbind(0)):
+        for j, h in zip(idx, hidden.unbind(0), strict=True):
             out = self.head_out[j](h)
             prior = self.host_prior(j, host)
-            outs.append(out if prior is None else out + prior.to(out.dtype))
+            outs[j] = out if prior is None else out + prior.to(out.dtype)
         return outs
 
     # -- training / scoring ------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], only: list[int] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Heads of the target flows of a batch of windows.
 
         ``batch``: per field ``x:<name>`` (S, P) token ids or scaled values of the P = K + L
         positions; ``time`` (S, P, 4); ``valid`` (S, P); ``ctx`` (S, L, C + 1, 4);
         ``aux`` (S, L, 7); ``role`` (S, L); optionally ``hid`` (S, L) training-host ids and
         ``h:<name>`` (S, P) the flows the history sees (default: ``x:<name>``). Returns (target field embeddings (S, L, F, d),
-        head outputs: one (S, L, out_j) per field).
+        head outputs: one (S, L, out_j) per field; with ``only``, just those fields' heads
+        are computed and the others are None).
         """
         K = self.K
         time = batch["time"]
@@ -309,4 +322,4 @@ class FlowNet(nn.Module):
             host = torch.where(forget, torch.full_like(host, self.unknown_host), host)
         s = self.state(hist, ctx, aux, batch["role"], host)
         target = field_emb[:, K:]
-        return target, self.heads(s, target, host)
+        return target, self.heads(s, target, host, only)
