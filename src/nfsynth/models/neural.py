@@ -503,13 +503,15 @@ class NeuralFlowModel(FlowModel):
         positions (drawn per position, the same for every field) each categorical field's
         history token ``h:<field>`` (S, P) becomes a token drawn from that flow's head (inverse
         CDF of one uniform from ``rng``); continuous fields and the targets themselves
-        (``x:``/``y:``) keep the true flow. The later targets of the window then see a past
+        (``x:``/``y:``) keep what they had (the true flow, or ``history_noise``'s). The later targets of the window then see a past
         with the network's own token choices, as a free-running host's past is made of them:
         it learns to come back from its own drift (a server that lingers in one port) instead
         of amplifying it (docs/neural.md section 22)."""
         assert self.net_ is not None
         K = self.net_.K
         cats = [j for j, f in enumerate(self.fields_) if f in CATEGORICAL]
+        if not cats:
+            return
         _, heads = self.net_(batch, only=cats)
         S, L = heads[cats[0]].shape[:2]
         dev = heads[cats[0]].device
