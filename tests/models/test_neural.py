@@ -439,9 +439,10 @@ def test_self_history_feeds_the_networks_own_tokens_to_later_targets(
     training port token raised by 50 nats, so that head draws it wherever it is asked; a
     training batch of windows without history noise. Run: ``_self_history`` with p = 1,
     and with p = 0 on the same windows. Assert: at p = 1 every history port after the first
-    ``history`` positions is that token, while the positions before them, the targets (``x:``/``y:``) and the continuous
-    history keep the true flows; the other categorical fields' history holds tokens of
-    their own vocabularies; at p = 0 the history is the flows themselves."""
+    ``history`` positions is that token, while the positions before them, the target ports
+    (``x:``) and the continuous history keep the true flows; the other categorical fields'
+    history holds tokens of their own vocabularies; at p = 0 the history is the flows
+    themselves."""
     import copy
 
     model = copy.deepcopy(fitted)
@@ -460,7 +461,7 @@ def test_self_history_feeds_the_networks_own_tokens_to_later_targets(
     assert torch.equal(batch["h:dport"][:, :K], true_dport[:, :K])
     assert torch.equal(batch["x:dport"], true_dport)
     for f in model.fields_:
-        if f in ("dport",):
+        if f == "dport":
             continue
         h = batch[f"h:{f}"]
         if f in model.vocabs_:

@@ -503,10 +503,11 @@ class NeuralFlowModel(FlowModel):
         positions (drawn per position, the same for every field) each categorical field's
         history token ``h:<field>`` (S, P) becomes a token drawn from that flow's head (inverse
         CDF of one uniform from ``rng``); continuous fields and the targets themselves
-        (``x:``/``y:``) keep what they had (the true flow, or ``history_noise``'s). The later targets of the window then see a past
-        with the network's own token choices, as a free-running host's past is made of them:
-        it learns to come back from its own drift (a server that lingers in one port) instead
-        of amplifying it (docs/neural.md section 22)."""
+        (``x:``/``y:``) keep what they had (the true flow, or ``history_noise``'s). The later
+        targets of the window then see a past with the network's own token choices, as a
+        free-running host's past is made of them: it learns to come back from its own drift
+        (a server that lingers in one port) instead of amplifying it (docs/neural.md
+        section 22)."""
         assert self.net_ is not None
         K = self.net_.K
         cats = [j for j, f in enumerate(self.fields_) if f in CATEGORICAL]
@@ -585,6 +586,7 @@ class NeuralFlowModel(FlowModel):
             pick = np.linspace(0, len(all_val) - 1, min(len(all_val), n_val))
             val_segments = all_val[np.unique(pick.astype(np.int64))] if len(all_val) else all_val
         best, best_state, bad, history = math.inf, None, 0, {"train": [], "val": []}
+        self_history = float(hp["self_history"])  # share of history tokens drawn by the net
         previous = torch.are_deterministic_algorithms_enabled()
         # CPU kernels are deterministic already; the flag only slows their backward passes
         torch.use_deterministic_algorithms(self.device_.type == "cuda", warn_only=True)
@@ -601,8 +603,8 @@ class NeuralFlowModel(FlowModel):
                 )
                 for k in bar:
                     batch = self._batch(enc, np.sort(order[k * S : (k + 1) * S]), rng)
-                    if float(hp["self_history"]) > 0:
-                        self._self_history(batch, float(hp["self_history"]), rng)
+                    if self_history > 0:
+                        self._self_history(batch, self_history, rng)
                     loss, n = self._loss(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
