@@ -479,6 +479,7 @@ class NeuralFlowModel(FlowModel):
             assert rng is not None
             swap = rng.random(posc.shape) < noise
             hpos = np.where(swap, rng.integers(0, enc.n, size=posc.shape), posc)
+            out["hswap"] = torch.as_tensor(swap, device=dev)
         for f in self.fields_:
             source = enc.cat[f] if f in CATEGORICAL else enc.emb[f]
             if noise > 0:
@@ -521,6 +522,7 @@ class NeuralFlowModel(FlowModel):
             key = f"h:{f}"
             if key not in batch:  # ``history_noise`` off: the history starts as the flows
                 batch[key] = batch[f"x:{f}"].clone()
+                batch["hswap"] = torch.zeros_like(batch["valid"], dtype=torch.bool)
             if f not in CATEGORICAL:
                 continue
             cdf = torch.softmax(heads[j].float(), dim=-1).cumsum(-1)

@@ -267,18 +267,51 @@ class FlowNet(nn.Module):
             outs[j] = out if prior is None else out + prior.to(out.dtype)
         return outs
 
+    def _history_sum(
+        self, batch: dict[str, torch.Tensor], embs: list[torch.Tensor], time: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum over fields (S, P, d) of the embeddings of the flows the history sees
+        (``h:<name>``). With ``hswap`` (S, P), the positions whose continuous ``h:`` values
+        differ from ``x:`` (``history_noise``'s swapped flows; elsewhere they are equal), the
+        continuous fields reuse the flows' own embeddings ``embs`` and embed only the swapped
+        positions anew: about 12% of a training step (the radial features and their
+        projections are a continuous embedding's cost, the categorical ones a lookup)."""
+        swap = batch.get("hswap")
+        cat, cont = [], []
+        for j, (name, kind, _) in enumerate(self.fields):
+            if kind == "cat" or swap is None:
+                cat.append(self.field_embedding(j, batch[f"h:{name}"], time))
+            else:
+                cont.append(j)
+        total = torch.stack(cat, 0).sum(0)
+        if not cont:
+            return total
+        own = torch.stack([embs[j] for j in cont], 0).sum(0)
+        if bool(swap.any()):
+            swapped = torch.stack(
+                [
+                    self.field_embedding(j, batch[f"h:{self.fields[j][0]}"][swap], time[swap])
+                    for j in cont
+                ],
+                0,
+            ).sum(0)
+            own = own.index_put((swap,), swapped)
+        return total + own
+
     # -- training / scoring ------------------------------------------------------------
     def forward(
         self, batch: dict[str, torch.Tensor], only: list[int] | None = None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """Heads of the target flows of a batch of windows.
 
         ``batch``: per field ``x:<name>`` (S, P) token ids or scaled values of the P = K + L
         positions; ``time`` (S, P, 4); ``valid`` (S, P); ``ctx`` (S, L, C + 1, 4);
         ``aux`` (S, L, 7); ``role`` (S, L); optionally ``hid`` (S, L) training-host ids and
-        ``h:<name>`` (S, P) the flows the history sees (default: ``x:<name>``). Returns (target field embeddings (S, L, F, d),
-        head outputs: one (S, L, out_j) per field; with ``only``, just those fields' heads
-        are computed and the others are None).
+        ``h:<name>`` (S, P) the flows the history sees (default: ``x:<name>``) with
+        ``hswap`` (S, P) bool, where their continuous values differ from ``x:``
+        (``_history_sum``). Returns (target field embeddings (S, L, F, d), head outputs:
+        one (S, L, out_j) per field; with ``only``, just those fields' heads are computed
+        and the others are None).
         """
         K = self.K
         time = batch["time"]
@@ -288,10 +321,7 @@ class FlowNet(nn.Module):
         ]
         field_emb = torch.stack(embs, dim=-2)  # (S, P, F, d)
         if f"h:{self.fields[0][0]}" in batch:  # history inputs with noise (training)
-            hist_sum = sum(
-                self.field_embedding(j, batch[f"h:{name}"], time)
-                for j, (name, _, _) in enumerate(self.fields)
-            )
+            hist_sum = self._history_sum(batch, embs, time)
         else:
             hist_sum = field_emb.sum(-2)
         flow_emb = self.hist_in(hist_sum) * batch["valid"].unsqueeze(-1)
