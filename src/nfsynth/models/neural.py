@@ -53,6 +53,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ from nfsynth.models.neural_vocab import (
     infer_roles,
     latent_base,
     raw_values,
-    warp_maps,
+    warp_rows,
     weekly_span,
     window_sums,
 )
@@ -118,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "history_dropout": 0.3,
     "history_noise": 0.15,
     "self_history": 0.8,
+    "host_rhythm": 0.0,
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -277,9 +279,15 @@ class NeuralFlowModel(FlowModel):
             (self.roles_.get(u, "both"), float(r)) for u, r in sorted(self.rates_.items())
         ]
         self.host_ids_ = {u: i for i, u in enumerate(sorted(self.rates_))}
+        users = train["user"].astype(str).to_numpy()
+        rows = warp_rows(users, self.host_ids_)
+        if float(hp["host_rhythm"]) > 0:  # each training host's own daily rhythm
+            self.warp_ = self.warp_.with_hosts(
+                ts, rows, len(self.host_ids_), float(hp["host_rhythm"])
+            )
         dt = raw_values(train, "dt")
         rate = train["user"].astype(str).map(self.rates_).to_numpy(dtype=float)
-        gap_latent = self.warp_.gap_latent(ts - dt, dt, rate)
+        gap_latent = self.warp_.gap_latent(ts - dt, dt, rate, rows)
         self.specs_ = {
             f: build_spec(f, train, gap_latent if f == "dt" else None)
             for f in self.fields_
@@ -298,6 +306,7 @@ class NeuralFlowModel(FlowModel):
             context=self.context_,
             warp=self.warp_,
             weekly=self.weekly_,
+            host_ids=self.host_ids_,
         )
         users = enc.frame["user"].astype(str) if enc.n else pd.Series([], dtype=object)
         enc.hid = users.map(self.host_ids_).fillna(len(self.host_ids_)).to_numpy(dtype=np.int64)
@@ -704,7 +713,8 @@ class NeuralFlowModel(FlowModel):
                 gap = None
                 if f == "dt" and self.warp_ is not None:
                     ts = enc.frame["ts"].to_numpy(dtype=float)
-                    gap = (ts - x, enc.rate.astype(float), self.warp_)
+                    rows = warp_rows(enc.frame["user"].astype(str).to_numpy(), self.host_ids_)
+                    gap = (ts - x, enc.rate.astype(float), self.warp_.bound(rows))
                 lo, hi, width = grid_interval(
                     np.expm1(edges[codes]),
                     np.expm1(edges[codes + 1]),
@@ -814,7 +824,7 @@ class NeuralFlowModel(FlowModel):
         (``neural_sample.StepSampler``); one row per flow: field tokens/values, ts, host."""
         if self.sampler_ is None:
             self.sampler_ = self._step_sampler()
-        rows = self._chunks(np.asarray(rates, dtype=float), start, days)
+        rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids))
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
         row_hids = np.asarray(hids)[rows["host"]]
         frame, unfinished = self.sampler_.generate(
@@ -837,6 +847,22 @@ class NeuralFlowModel(FlowModel):
             )
         return frame
 
+    def _warp_maps(
+        self,
+    ) -> tuple[
+        Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+        Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    ]:
+        """The warp's (forward, inverse) maps of epoch seconds by host row, or the identity
+        twice without a warp."""
+        if self.warp_ is not None:
+            return self.warp_.forward, self.warp_.inverse
+
+        def same(t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+            return np.asarray(t, dtype=float)
+
+        return same, same
+
     def _step_sampler(self) -> StepSampler:
         """The numpy sampler of the fitted network with this model's calibration."""
         assert self.net_ is not None
@@ -854,18 +880,23 @@ class NeuralFlowModel(FlowModel):
             self.value_maps_,
         )
 
-    def _chunks(self, rates: np.ndarray, start: float, days: float) -> dict[str, np.ndarray]:
+    def _chunks(
+        self, rates: np.ndarray, start: float, days: float, hids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Cut each host's period into ``ceil(expected flows / sample_chunk_flows)`` chunks
         of equal expected flow count (equal lengths of warped time); each chunk but the
         period's first starts ``sample_burn_in`` expected flows early (burn-in, dropped) so
         its history is that of a running host (its context starts from the host's profile,
-        ``context_profile``). Arrays per chunk: host, start, keep (first kept time), end,
+        ``context_profile``). Warped time is each host's own (``hids``: training-host ids,
+        None: the pooled rhythm). Arrays per chunk: host, start, keep (first kept time), end,
         flows (expected flows incl. burn-in)."""
         hp = self.hyperparameters
         end = start + days * SECONDS_PER_DAY
         per_day = np.power(10.0, rates)
-        fwd, inv = warp_maps(self.warp_)
-        w0, w1 = float(fwd(np.array([start]))[0]), float(fwd(np.array([end]))[0])
+        n = len(rates)
+        hid = np.full(n, -1, np.int64) if hids is None else np.asarray(hids, np.int64)
+        fwd, inv = self._warp_maps()
+        w0, w1 = fwd(np.full(n, float(start)), hid), fwd(np.full(n, float(end)), hid)
         expected = per_day * (w1 - w0) / SECONDS_PER_DAY
         target = int(hp["sample_chunk_flows"])
         n_chunks = (
@@ -876,12 +907,13 @@ class NeuralFlowModel(FlowModel):
         host = np.repeat(np.arange(len(rates)), n_chunks)
         first = np.r_[0, np.cumsum(n_chunks)[:-1]]
         k = np.arange(len(host)) - np.repeat(first, n_chunks)
-        span = (w1 - w0) / n_chunks[host]
-        lo_w, hi_w = w0 + k * span, w0 + (k + 1) * span
+        span = (w1 - w0)[host] / n_chunks[host]
+        lo_w, hi_w = w0[host] + k * span, w0[host] + (k + 1) * span
         burn = float(hp["sample_burn_in"]) * SECONDS_PER_DAY / per_day[host]
-        keep = np.where(k == 0, start, inv(lo_w))
-        row_end = np.where(k == n_chunks[host] - 1, end, inv(hi_w))
-        row_start = np.where(k == 0, start, inv(lo_w - burn))
+        rows = hid[host]
+        keep = np.where(k == 0, start, inv(lo_w, rows))
+        row_end = np.where(k == n_chunks[host] - 1, end, inv(hi_w, rows))
+        row_start = np.where(k == 0, start, inv(lo_w - burn, rows))
         flows = expected[host] / n_chunks[host] + np.where(k == 0, 0.0, hp["sample_burn_in"])
         return {"host": host, "start": row_start, "keep": keep, "end": row_end, "flows": flows}
 
@@ -929,18 +961,23 @@ class NeuralFlowModel(FlowModel):
         # the training period's first day, or all of it when shorter (a capture of minutes)
         start, last = self.period_
         days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
-        fwd, inv = warp_maps(self.warp_)
+        fwd, inv = self._warp_maps()
+        hosts = np.arange(n)
 
-        def warped_span(days: float) -> float:  # seconds of operational time
-            return float(np.ptp(fwd(np.array([start, start + days * SECONDS_PER_DAY]))))
+        def warped_span(days: float, rows: np.ndarray | None = hosts) -> np.ndarray:
+            """Seconds of operational time from ``start`` (each host's, or pooled)."""
+            m = 1 if rows is None else len(rows)
+            t0, t1 = np.full(m, float(start)), np.full(m, start + days * SECONDS_PER_DAY)
+            return fwd(t1, rows) - fwd(t0, rows)
 
         per_second = np.power(10.0, rates.astype(float)) / SECONDS_PER_DAY
         expected = per_second * warped_span(days)
         budget = float(self.hyperparameters.get("calibration_flows") or 0)
         if budget and expected.sum() > budget:  # rounds of about ``budget`` flows: a shorter
-            # span (in operational time, so every host keeps its share of the flows)
-            w0 = float(fwd(np.array([start]))[0])
-            end = float(inv(np.array([w0 + warped_span(days) * budget / expected.sum()]))[0])
+            # span (in pooled operational time, so every host keeps about its share)
+            w0 = float(fwd(np.array([start]), None)[0])
+            span = float(warped_span(days, None)[0]) * budget / expected.sum()
+            end = float(inv(np.array([w0 + span]), None)[0])
             days = max((end - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY)
             expected = per_second * warped_span(days)
         factors = np.ones(n + 1)

@@ -350,7 +350,7 @@ class StepSampler:
                 lat = y
                 if f == "dt" and warp is not None:
                     gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
-                    t1 = warp.inverse(warp.forward(ts) + gap)
+                    t1 = warp.inverse(warp.forward(ts, hid) + gap, hid)
                     x = x_net = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
                     b = RATIO_BASE[f]
