@@ -246,6 +246,9 @@ class TimeWarp:
 
     hour_weights: list[float]
     host_weights: list[list[float]] | None = None
+    _cache: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def fit(cls, ts: np.ndarray, smoothing: float = 0.05) -> TimeWarp:
@@ -270,11 +273,14 @@ class TimeWarp:
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         """Weights (H + 1, 24) and cumulative warped seconds (H + 1, 25) per host row; the
-        last row is the pooled rhythm."""
-        w = np.asarray(self.hour_weights, dtype=float)[None, :]
-        if self.host_weights:
-            w = np.vstack([np.asarray(self.host_weights, dtype=float), w])
-        return w, np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1) * 3600.0], 1)
+        last row is the pooled rhythm. Built once (the sampler maps every step)."""
+        if self._cache is None:
+            w = np.asarray(self.hour_weights, dtype=float)[None, :]
+            if self.host_weights:
+                w = np.vstack([np.asarray(self.host_weights, dtype=float), w])
+            cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1) * 3600.0], 1)
+            self._cache = (w, cum)
+        return self._cache
 
     def _rows(self, rows: np.ndarray | None, n_tables: int) -> np.ndarray | int:
         if rows is None or n_tables == 1:
@@ -589,7 +595,8 @@ def warp_rows(users: np.ndarray, host_ids: dict[str, int] | None) -> np.ndarray 
     rhythm) for users not in ``host_ids``; None without ``host_ids``."""
     if not host_ids:
         return None
-    return np.fromiter((host_ids.get(str(u), -1) for u in users), np.int64, len(users))
+    rows = pd.Series(np.asarray(users, dtype=object)).astype(str).map(host_ids)
+    return rows.fillna(-1).to_numpy(dtype=np.int64)
 
 
 def warp_maps(
