@@ -275,7 +275,7 @@ class FlowNet(nn.Module):
         differ from ``x:`` (``history_noise``'s swapped flows; elsewhere they are equal), the
         continuous fields reuse the flows' own embeddings ``embs`` and embed only the swapped
         positions anew (radial features and a projection each; the categorical ones are
-        lookups): 0.16 s of a 7 s fit on the simulator (docs/neural.md section 23)."""
+        lookups): at most 0.16 s of a 7 s fit on the simulator (docs/neural.md section 23)."""
         swap = batch.get("hswap")
         cat, cont = [], []
         for j, (name, kind, _) in enumerate(self.fields):
