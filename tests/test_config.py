@@ -47,6 +47,8 @@ def test_defaults_are_filled_in():
         (lambda c: c["sampling"].update(n_users="all"), "n_users"),
         (lambda c: c["sampling"].update(n_users=0), "n_users"),
         (lambda c: c["models"].update(x={"kind": "magic"}), "kind"),
+        (lambda c: c["models"]["neural"].update(host_rhythm=-1), "host_rhythm"),
+        (lambda c: c["models"]["neural"].update(self_history=1.5), "self_history"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(edit, needle):
