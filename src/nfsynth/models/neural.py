@@ -53,7 +53,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +93,7 @@ from nfsynth.models.neural_vocab import (
     infer_roles,
     latent_base,
     raw_values,
+    warp_maps,
     warp_rows,
     weekly_span,
     window_sums,
@@ -527,11 +527,12 @@ class NeuralFlowModel(FlowModel):
         S, L = heads[cats[0]].shape[:2]
         dev = heads[cats[0]].device
         pick = torch.as_tensor(rng.random((S, L)) < p, device=dev)
+        if "hswap" not in batch:  # ``history_noise`` off: the history starts as the flows
+            batch["hswap"] = torch.zeros_like(batch["valid"], dtype=torch.bool)
         for j, f in enumerate(self.fields_):
             key = f"h:{f}"
-            if key not in batch:  # ``history_noise`` off: the history starts as the flows
+            if key not in batch:
                 batch[key] = batch[f"x:{f}"].clone()
-                batch["hswap"] = torch.zeros_like(batch["valid"], dtype=torch.bool)
             if f not in CATEGORICAL:
                 continue
             cdf = torch.softmax(heads[j].float(), dim=-1).cumsum(-1)
@@ -713,8 +714,8 @@ class NeuralFlowModel(FlowModel):
                 gap = None
                 if f == "dt" and self.warp_ is not None:
                     ts = enc.frame["ts"].to_numpy(dtype=float)
-                    rows = warp_rows(enc.frame["user"].astype(str).to_numpy(), self.host_ids_)
-                    gap = (ts - x, enc.rate.astype(float), self.warp_.bound(rows))
+                    # the training-host ids (unknown hosts: past the last row, pooled rhythm)
+                    gap = (ts - x, enc.rate.astype(float), self.warp_.bound(enc.hid))
                 lo, hi, width = grid_interval(
                     np.expm1(edges[codes]),
                     np.expm1(edges[codes + 1]),
@@ -847,22 +848,6 @@ class NeuralFlowModel(FlowModel):
             )
         return frame
 
-    def _warp_maps(
-        self,
-    ) -> tuple[
-        Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-        Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-    ]:
-        """The warp's (forward, inverse) maps of epoch seconds by host row, or the identity
-        twice without a warp."""
-        if self.warp_ is not None:
-            return self.warp_.forward, self.warp_.inverse
-
-        def same(t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-            return np.asarray(t, dtype=float)
-
-        return same, same
-
     def _step_sampler(self) -> StepSampler:
         """The numpy sampler of the fitted network with this model's calibration."""
         assert self.net_ is not None
@@ -895,7 +880,7 @@ class NeuralFlowModel(FlowModel):
         per_day = np.power(10.0, rates)
         n = len(rates)
         hid = np.full(n, -1, np.int64) if hids is None else np.asarray(hids, np.int64)
-        fwd, inv = self._warp_maps()
+        fwd, inv = warp_maps(self.warp_)
         w0, w1 = fwd(np.full(n, float(start)), hid), fwd(np.full(n, float(end)), hid)
         expected = per_day * (w1 - w0) / SECONDS_PER_DAY
         target = int(hp["sample_chunk_flows"])
@@ -961,7 +946,7 @@ class NeuralFlowModel(FlowModel):
         # the training period's first day, or all of it when shorter (a capture of minutes)
         start, last = self.period_
         days = float(np.clip((last - start) / SECONDS_PER_DAY, 60.0 / SECONDS_PER_DAY, 1.0))
-        fwd, inv = self._warp_maps()
+        fwd, inv = warp_maps(self.warp_)
         hosts = np.arange(n)
 
         def warped_span(days: float, rows: np.ndarray | None = hosts) -> np.ndarray:

@@ -277,13 +277,13 @@ class FlowNet(nn.Module):
         positions anew (radial features and a projection each; the categorical ones are
         lookups): at most 0.16 s of a 7 s fit on the simulator (docs/neural.md section 23)."""
         swap = batch.get("hswap")
-        cat, cont = [], []
+        embedded, cont = [], []  # embedded from ``h:`` / continuous fields reusing ``embs``
         for j, (name, kind, _) in enumerate(self.fields):
             if kind == "cat" or swap is None:
-                cat.append(self.field_embedding(j, batch[f"h:{name}"], time))
+                embedded.append(self.field_embedding(j, batch[f"h:{name}"], time))
             else:
                 cont.append(j)
-        total = torch.stack(cat, 0).sum(0)
+        total = torch.stack(embedded, 0).sum(0)
         if not cont:
             return total
         own = torch.stack([embs[j] for j in cont], 0).sum(0)

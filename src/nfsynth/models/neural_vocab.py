@@ -599,15 +599,16 @@ def warp_rows(users: np.ndarray, host_ids: dict[str, int] | None) -> np.ndarray 
     return rows.fillna(-1).to_numpy(dtype=np.int64)
 
 
-def warp_maps(
-    warp: TimeWarp | None,
-) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """``warp``'s (forward, inverse) maps of epoch seconds, or the identity twice without
-    a warp."""
+WarpMap = Callable[..., np.ndarray]  # (t, rows=None) -> mapped seconds
+
+
+def warp_maps(warp: TimeWarp | None) -> tuple[WarpMap, WarpMap]:
+    """``warp``'s (forward, inverse) maps of epoch seconds, each taking optional host
+    ``rows`` (``TimeWarp.forward``), or the identity twice without a warp."""
     if warp is not None:
         return warp.forward, warp.inverse
 
-    def same(t: np.ndarray) -> np.ndarray:
+    def same(t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return np.asarray(t, dtype=float)
 
     return same, same
