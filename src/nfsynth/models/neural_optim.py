@@ -76,7 +76,7 @@ class OneCycleAdamW:
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be at least 1, got {total_steps}")
-        self.params = [p for p in params]
+        self.params = list(params)
         self.max_lr, self.total_steps, self.pct_start = float(max_lr), int(total_steps), pct_start
         self.weight_decay, self.beta2, self.eps = float(weight_decay), float(beta2), float(eps)
         self.state: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -100,8 +100,9 @@ class OneCycleAdamW:
             if p.grad.is_sparse:
                 raise RuntimeError("OneCycleAdamW does not support sparse gradients")
             if i not in self.state:  # AdamW's lazy state: the step count on the CPU
+                wide = torch.get_default_dtype() == torch.float64
                 self.state[i] = (
-                    torch.tensor(0.0, dtype=torch.get_default_dtype()),
+                    torch.tensor(0.0, dtype=torch.float64 if wide else torch.float32),
                     torch.zeros_like(p, memory_format=torch.preserve_format),
                     torch.zeros_like(p, memory_format=torch.preserve_format),
                 )
