@@ -2,10 +2,11 @@
 
 ``OneCycleAdamW`` takes the same steps as ``torch.optim.AdamW`` driven by
 ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing, ``div_factor`` 25,
-``final_div_factor`` 1e4, beta1 cycled between 0.85 and 0.95): each step calls
-``torch.optim.adamw.adamw``, the function ``AdamW.step`` itself calls, with the same state
-tensors and arguments, and the learning rate and beta1 follow OneCycleLR's own formula. The
-parameters it produces are bitwise those of the torch pair (tested).
+``final_div_factor`` 1e4, beta1 cycled between 0.85 and 0.95): each step calls torch's
+functional AdamW, ``torch.optim.adamw.adamw``, which runs the update ``AdamW.step`` runs
+(``adam`` with decoupled weight decay) on the same state tensors with the same arguments,
+and the learning rate and beta1 follow OneCycleLR's own formula. The parameters it produces
+are bitwise those of the torch pair (tested).
 
 Why not the torch pair itself: constructing any ``torch.optim.Optimizer`` imports
 ``torch._dynamo`` (``Optimizer.__init__`` and ``step`` are wrapped to disable it), and that
