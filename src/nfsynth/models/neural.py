@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
+from scipy.special import ndtri
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -74,7 +75,9 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.models.neural_net import FlowNet, interval_log_prob, torch_threads
+from nfsynth.models.neural_copula import EPS as COPULA_EPS
+from nfsynth.models.neural_copula import fit_gap_copula, lag_correlations
+from nfsynth.models.neural_net import FlowNet, interval_log_prob, mixture_cdf, torch_threads
 from nfsynth.models.neural_optim import OneCycleAdamW
 from nfsynth.models.neural_sample import StepSampler
 from nfsynth.models.neural_vocab import (
@@ -121,6 +124,7 @@ DEFAULTS: dict[str, Any] = {
     "history_noise": 0.15,
     "self_history": 0.8,
     "host_rhythm": 0.0,
+    "gap_copula": False,
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -201,6 +205,8 @@ class NeuralFlowModel(FlowModel):
         self.proto_support_: dict[str, np.ndarray] = {}
         # per continuous field, quantile-map knots (src, dst) of the latent, see _calibrate
         self.value_maps_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # the gaps' residual copula (neural_copula): (2, p) AR coefficients, correlations
+        self.gap_copula_: np.ndarray | None = None
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
@@ -229,6 +235,9 @@ class NeuralFlowModel(FlowModel):
         self.ctx_profile_ = self.context_profile(enc)
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
+            self.gap_copula_ = None
+            if hp["gap_copula"] and "dt" in self.fields_:
+                self._fit_gap_copula(enc, seed)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         self.token_offsets_, self.value_maps_ = {}, {}
         if hp["calibrate"]:
@@ -669,6 +678,53 @@ class NeuralFlowModel(FlowModel):
         return history
 
     @torch.no_grad()
+    def _fit_gap_copula(self, enc: Encoded, seed: int) -> None:
+        """Measure the gaps' residual dependence and fit ``gap_copula_`` to it
+        (``neural_copula``): the randomised PITs of the training gaps under the
+        teacher-forced network (``max_val_flows`` flows of training windows spread over
+        every host), their normal scores' correlations at lags 1..``MAX_LAG`` within
+        windows, and the two AR(1) components that best match them."""
+        assert self.net_ is not None
+        hp = self.hyperparameters
+        j = self.fields_.index("dt")
+        segments = self._segments(enc)
+        n_seg = max(1, math.ceil(int(hp["max_val_flows"]) / int(hp["seq_len"])))
+        pick = np.linspace(0, len(segments) - 1, min(len(segments), n_seg)).astype(np.int64)
+        segments = segments[np.unique(pick)] if len(segments) else segments
+        rng = np.random.default_rng([seed, 1])  # the PITs' randomisation within a grid cell
+        self.net_.eval()
+        scores, valid = [], []
+        S = int(hp["batch_size"]) * 4
+        for k in range(0, len(segments), S):
+            batch = self._batch(enc, segments[k : k + S])
+            _, heads = self.net_(batch, only=[j])
+            params = heads[j]
+            assert params is not None
+            f_lo = mixture_cdf(params, batch["lo:dt"])
+            f_hi = mixture_cdf(params, batch["hi:dt"])
+            pit = (f_lo + (f_hi - f_lo) * torch.as_tensor(
+                rng.random(tuple(f_lo.shape)), dtype=f_lo.dtype, device=f_lo.device
+            )).double().cpu().numpy()  # fmt: skip
+            scores.append(ndtri(np.clip(pit, COPULA_EPS, 1.0 - COPULA_EPS)))
+            valid.append((batch["tvalid"] > 0).cpu().numpy())
+        if not scores:
+            return
+        corr = lag_correlations(np.concatenate(scores), np.concatenate(valid))
+        self.gap_copula_ = fit_gap_copula(corr)
+        shown = [round(float(corr[k - 1]), 4) for k in (1, 2, 5, 10, 20, 40) if k <= corr.size]
+        self.history_["gap_dependence"] = shown
+        coef, used = self.gap_copula_
+        share = float(coef @ used) if coef.size else 0.0  # of a score's variance
+        self.history_["gap_copula"] = {"order": int(coef.size), "carried": round(share, 4)}
+        log.info(
+            "neural: training gaps' PIT correlation at lags 1/2/5/10/20/40 %s; copula AR(%d) "
+            "carrying %.3f of each gap's normal score",
+            shown,
+            coef.size,
+            share,
+        )
+
+    @torch.no_grad()
     def _mean_nll(self, enc: Encoded | None, segments: np.ndarray) -> float:
         if enc is None or len(segments) == 0:
             return math.inf
@@ -870,6 +926,7 @@ class NeuralFlowModel(FlowModel):
             self.weekly_,
             self.proto_support_,
             self.value_maps_,
+            self.gap_copula_,
         )
 
     def _chunks(
@@ -1126,6 +1183,8 @@ class NeuralFlowModel(FlowModel):
         arrays.update({f"proto_support_{f}": v for f, v in self.proto_support_.items()})
         for f, (src, dst) in self.value_maps_.items():
             arrays[f"value_map_src_{f}"], arrays[f"value_map_dst_{f}"] = src, dst
+        if self.gap_copula_ is not None:
+            arrays["gap_copula"] = self.gap_copula_
         write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
         weights = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(weights, Path(path) / WEIGHTS)
@@ -1174,6 +1233,8 @@ class NeuralFlowModel(FlowModel):
             for k, v in arrays.items()
             if k.startswith(src)
         }
+        copula = arrays.get("gap_copula")  # models saved before it: None (independent)
+        model.gap_copula_ = None if copula is None else np.asarray(copula, dtype=np.float64)
         profile = arrays.get("ctx_profile")
         model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()

@@ -88,6 +88,18 @@ def interval_log_prob(
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
 
 
+def mixture_cdf(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """P(Y <= x) under a mixture of logistics, shape (...) like ``x`` (float32; -inf gives
+    0, +inf gives 1). ``params``: (..., 3M) = mixture logits, locations, log scales, as for
+    ``interval_log_prob``."""
+    logits, mu, log_s = params.float().chunk(3, dim=-1)
+    log_s = log_s.clamp(*LOG_SCALE_RANGE)
+    finite = torch.isfinite(x)
+    xs = torch.where(finite, x, torch.zeros_like(x)).unsqueeze(-1)
+    cdf = (torch.softmax(logits, dim=-1) * torch.sigmoid((xs - mu) * torch.exp(-log_s))).sum(-1)
+    return torch.where(finite, cdf, (x > 0).to(cdf.dtype))
+
+
 @contextmanager
 def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
     """Run torch CPU ops with at most ``threads`` intra-op threads (0: unchanged). The

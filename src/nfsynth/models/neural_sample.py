@@ -18,7 +18,9 @@ scipy's):
   CDF, all uniforms of a step drawn at once;
 - continuous draws: through the model's value map (a quantile map of the latent, from the
   calibration) where it has one;
-- ``dt``: a warped gap (``neural_vocab.TimeWarp``) mapped back to seconds.
+- ``dt``: a warped gap (``neural_vocab.TimeWarp``) mapped back to seconds, drawn with a
+  uniform from the gaps' copula (``neural_copula``) where the model has one, so consecutive
+  gaps keep the dependence the network left unlearnt.
 
 One batch row is one sequence: a host's whole period, or (``NeuralFlowModel`` cuts busy
 hosts' periods into chunks of equal expected flow counts, each with a discarded burn-in) a
@@ -39,6 +41,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.nn import functional as F
 
+from nfsynth.models.neural_copula import gap_copula_start, gap_copula_step
 from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet, torch_threads
 from nfsynth.models.neural_vocab import (
     BPP_RANGE,
@@ -139,8 +142,13 @@ class StepSampler:
         weekly: bool = True,
         proto_support: dict[str, np.ndarray] | None = None,
         value_maps: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        gap_copula: np.ndarray | None = None,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
+        # the gaps' residual dependence (``neural_copula``): (2, p) AR coefficients and the
+        # lag correlations they reproduce; None: each gap's uniform drawn independently
+        cop = None if gap_copula is None else np.asarray(gap_copula, dtype=np.float64)
+        self.gap_copula = cop if cop is not None and cop.shape[1] > 0 else None
         # per continuous field, quantile-map knots (src, dst) applied to the drawn latent
         self.value_maps = {
             f: (np.asarray(a, np.float64), np.asarray(b, np.float64))
@@ -287,6 +295,10 @@ class StepSampler:
         tf_now = time_features(ts, self.weekly)  # of each row's current time, (n, 4)
         # the host priors of the categorical heads, gathered once per batch composition
         priors = {f: p[hid] for f, p in self.priors.items()}
+        cop = self.gap_copula
+        cop_state = None
+        if cop is not None:
+            cop_state = gap_copula_start(cop, rng.standard_normal((n, cop.shape[1])))
         for _ in range(max_steps):
             B = host.size
             if B == 0:
@@ -335,6 +347,8 @@ class StepSampler:
                     uj = np.clip(f_lo + uj * (1.0 - f_lo), 1e-12, 1.0 - 1e-12)
                 elif f == "dt":  # gaps: the component truncated above the longest training
                     # gap (in the host's mean gaps; ``DT_TAIL_MARGIN``), not clipped
+                    if cop_state is not None:  # the uniform, serially dependent
+                        uj, cop_state = gap_copula_step(cop_state, cop, uj)
                     hi = spec.lat_hi + DT_TAIL_MARGIN
                     f_hi = logistic_cdf(hi, mu, log_s)
                     uj = np.clip(uj * f_hi, 1e-12, 1.0 - 1e-12)
@@ -409,6 +423,8 @@ class StepSampler:
                 hist, ctx, log_ctx = hist[keep], ctx[keep], log_ctx[keep]
                 ts, win, steps, tf_now = ts[keep], win[keep], steps[keep], tf_now[keep]
                 priors = {f: p[keep] for f, p in priors.items()}
+                if cop_state is not None:
+                    cop_state = cop_state[keep]
         return _frame(out, self.fields), int(host.size)
 
 

@@ -1,0 +1,113 @@
+"""The gaps' residual dependence, and a Gaussian copula that puts it into sampled gaps.
+
+The network draws each gap from its conditional distribution given the host's past, but
+learns that conditional's dependence on the past only in part (docs/neural.md section 23):
+on the training flows, the PITs of the true gaps under the teacher-forced network are
+uniform overall, yet serially correlated. Their normal scores ``z = Phi^-1(PIT)`` correlate
+0.14 at lag 1 and still 0.05 at lag 40 on the simulator: a busy stretch goes on being
+busier than the network expects. A sampler that draws each gap's uniform independently
+leaves that out, so the synthetic hosts are less bursty than real ones.
+
+``lag_correlations`` measures the serial correlation of the normal scores within training
+windows. ``fit_gap_copula`` solves the Yule-Walker equations for the Gaussian AR(p) process
+with exactly those correlations at lags 1..p (shrunk toward 0 where noise makes them
+inconsistent). The sampler draws each gap's normal score from that process
+(``gap_copula_start``, ``gap_copula_step``): standard normal at every step, so each sampled
+gap's PIT is still uniform given the network's conditional (the gap marginal and the rate
+calibration stay as they were), and consecutive PITs correlate as the training gaps' do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import cholesky, solve_toeplitz, toeplitz
+from scipy.special import ndtr, ndtri
+
+#: lags (flows) the copula matches: its AR order at most
+MAX_LAG = 48
+#: smallest innovation variance accepted: at most 90% of a gap's normal score comes from
+#: the gaps before it
+MIN_INNOVATION = 0.1
+#: below this largest |correlation| the gaps count as independent (no copula)
+MIN_DEPENDENCE = 0.01
+#: uniforms are kept this far inside (0, 1) before ``ndtri``
+EPS = 1e-6
+
+
+def lag_correlations(z: np.ndarray, valid: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
+    """Correlation of ``z[:, t]`` with ``z[:, t + k]`` over the pairs where both are
+    ``valid``, for k = 1..max_lag (NaN for a lag with fewer than 30 pairs), float64
+    (max_lag,). ``z``, ``valid``: (windows, flows) arrays; a window is one host's
+    consecutive flows, so pairs never cross hosts."""
+    z = np.asarray(z, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    out = np.full(int(max_lag), np.nan)
+    for k in range(1, min(int(max_lag), z.shape[1] - 1) + 1):
+        ok = valid[:, k:] & valid[:, :-k]
+        if ok.sum() < 30:
+            continue
+        a, b = z[:, k:][ok], z[:, :-k][ok]
+        if a.std() > 0 and b.std() > 0:
+            out[k - 1] = float(np.corrcoef(a, b)[0, 1])
+    return out
+
+
+def _stationary(coef: np.ndarray) -> bool:
+    """Whether the AR process with coefficients ``coef`` (lag 1 first) is stationary: every
+    eigenvalue of its companion matrix inside the unit circle."""
+    p = coef.size
+    companion = np.zeros((p, p))
+    companion[0] = coef
+    companion[1:, :-1] = np.eye(p - 1)
+    return bool(np.max(np.abs(np.linalg.eigvals(companion))) < 1.0 - 1e-9)
+
+
+def fit_gap_copula(corr: np.ndarray) -> np.ndarray:
+    """The AR(p) copula matching the lag correlations ``corr`` (k = 1..len), float64
+    (2, p): row 0 the AR coefficients (lag 1 first), row 1 the correlations it reproduces
+    at lags 1..p. p is the last lag before the first NaN; the correlations are shrunk by
+    0.9 at a time until the process is stationary with an innovation variance of at least
+    ``MIN_INNOVATION``. Shape (2, 0), no copula, where no lag reaches ``MIN_DEPENDENCE``."""
+    corr = np.asarray(corr, dtype=np.float64)
+    p = int(np.argmax(~np.isfinite(corr))) if (~np.isfinite(corr)).any() else corr.size
+    r = corr[:p]
+    if p == 0 or np.max(np.abs(r)) < MIN_DEPENDENCE:
+        return np.zeros((2, 0))
+    for _ in range(60):
+        column = np.r_[1.0, r[:-1]]
+        try:
+            coef = solve_toeplitz(column, r)
+        except np.linalg.LinAlgError:
+            coef = None
+        if coef is not None and 1.0 - coef @ r >= MIN_INNOVATION and _stationary(coef):
+            return np.vstack([coef, r])
+        r = r * 0.9
+    return np.zeros((2, 0))
+
+
+def gap_copula_start(params: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """The last p normal scores of ``B`` new sequences, oldest first, drawn from the
+    process's stationary distribution with the standard normals ``normals`` (B, p):
+    float64 (B, p)."""
+    r = params[1]
+    if r.size == 0:
+        return np.zeros((normals.shape[0], 0))
+    chol = cholesky(toeplitz(np.r_[1.0, r[:-1]]), lower=True)
+    return normals @ chol.T
+
+
+def gap_copula_step(
+    history: np.ndarray, params: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One gap of ``B`` sequences: (the uniform to draw the gap with, (B,); the history
+    with the new normal score last, (B, p)). ``history`` (B, p): the last p normal scores,
+    oldest first; ``u`` (B,): the innovation's uniforms. The score is
+    ``sum_k a_k z_{t-k} + sqrt(1 - a . r) * Phi^-1(u)``: standard normal, so the uniform is
+    uniform."""
+    coef, r = params
+    e = ndtri(np.clip(u, EPS, 1.0 - EPS))
+    if coef.size == 0:
+        return ndtr(e), history
+    z = history[:, ::-1] @ coef + np.sqrt(1.0 - coef @ r) * e
+    history = np.concatenate([history[:, 1:], z[:, None]], axis=1)
+    return ndtr(z), history

@@ -1,0 +1,104 @@
+"""Tests of ``neural_copula``: the gaps' residual dependence and its Gaussian AR copula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nfsynth.models.neural_copula import (
+    MIN_INNOVATION,
+    fit_gap_copula,
+    gap_copula_start,
+    gap_copula_step,
+    lag_correlations,
+)
+
+LAGS = np.arange(1, 49)
+#: a fast and a slow decay, as the simulator's training gaps show (0.14 at lag 1, 0.05 at 40)
+TWO_SPEEDS = 0.08 * 0.6**LAGS + 0.06 * 0.99**LAGS
+
+
+def _run(params: np.ndarray, rows: int, steps: int, seed: int) -> np.ndarray:
+    """The copula's uniforms, (rows, steps), each row a sequence from its stationary start."""
+    rng = np.random.default_rng(seed)
+    history = gap_copula_start(params, rng.standard_normal((rows, params.shape[1])))
+    out = np.empty((rows, steps))
+    for t in range(steps):
+        out[:, t], history = gap_copula_step(history, params, rng.random(rows))
+    return out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [TWO_SPEEDS, np.where(LAGS % 2 == 0, 0.3 * 0.9 ** (LAGS / 2), 0.0)],
+    ids=["two-speeds", "alternating"],
+)
+def test_the_copula_keeps_gaps_uniform_and_correlates_them_as_measured(
+    target: np.ndarray,
+) -> None:
+    """Setup: lag correlations with a fast and a slow decay, or alternating ones (0 at odd
+    lags, as request/reply gaps give). Run: fit, then 4,000 sequences of 48 gaps. Assert:
+    the uniforms are uniform (KS p > 0.01, at the first step too: the start is stationary)
+    and their normal scores correlate as measured at lags 1, 2, 5, 10, 20 and 40 within
+    0.02."""
+    params = fit_gap_copula(target)
+    assert params.shape == (2, 48)
+    u = _run(params, 4000, 48, seed=0)
+    assert stats.kstest(u.ravel(), "uniform").pvalue > 0.01
+    assert stats.kstest(u[:, 0], "uniform").pvalue > 0.01
+    got = lag_correlations(stats.norm.ppf(u), np.ones_like(u, dtype=bool), 47)
+    lags = np.array([1, 2, 5, 10, 20, 40])
+    np.testing.assert_allclose(got[lags - 1], target[lags - 1], atol=0.02)
+
+
+def test_the_fit_from_measured_scores_comes_near_the_truth() -> None:
+    """Setup: 2,000 windows of 64 normal scores from the two-speed copula. Run: measure
+    their lag correlations, fit, and run the fitted copula. Assert: its scores correlate
+    within 0.02 of the true correlations at lags 1-40."""
+    truth = fit_gap_copula(TWO_SPEEDS)
+    z = stats.norm.ppf(_run(truth, 2000, 64, seed=2))
+    fitted = fit_gap_copula(lag_correlations(z, np.ones_like(z, dtype=bool)))
+    again = stats.norm.ppf(_run(fitted, 4000, 48, seed=3))
+    got = lag_correlations(again, np.ones_like(again, dtype=bool), 40)
+    np.testing.assert_allclose(got, TWO_SPEEDS[:40], atol=0.02)
+
+
+def test_inconsistent_correlations_are_shrunk_to_a_valid_process() -> None:
+    """Setup: correlations no process has (0.9 at lag 1, -0.9 at lag 2). Assert: the fit
+    shrinks them until the AR process is stationary with at least ``MIN_INNOVATION`` of new
+    variance per step, and its scores stay standard normal."""
+    params = fit_gap_copula(np.array([0.9, -0.9]))
+    coef, used = params
+    assert 1.0 - coef @ used >= MIN_INNOVATION
+    assert np.all(np.abs(used) < 0.9)
+    z = stats.norm.ppf(_run(params, 4000, 30, seed=4))
+    assert abs(z.std() - 1.0) < 0.02
+
+
+@pytest.mark.parametrize(
+    "corr", [np.full(48, 0.001), np.full(48, np.nan), np.r_[np.nan, np.full(47, 0.3)]]
+)
+def test_no_copula_without_measured_dependence(corr: np.ndarray) -> None:
+    """Negligible or unmeasured correlations (the order stops at the first NaN lag) give no
+    copula, and its step passes the uniform through."""
+    params = fit_gap_copula(corr)
+    assert params.shape == (2, 0)
+    u = np.random.default_rng(1).random(500)
+    got, _ = gap_copula_step(gap_copula_start(params, np.zeros((500, 0))), params, u)
+    np.testing.assert_allclose(got, u, atol=1e-9)
+
+
+def test_lag_pairs_leave_invalid_flows_out() -> None:
+    """Setup: an AR(1) series (phi 0.8) in two windows (the second negated, which keeps its
+    autocorrelation); one invalid flow holds a huge value. Assert: the lag correlations come
+    out near 0.8**k: the invalid flow is in no pair."""
+    rng = np.random.default_rng(3)
+    x = np.zeros(4000)
+    for t in range(1, x.size):
+        x[t] = 0.8 * x[t - 1] + rng.standard_normal() * 0.6
+    z = np.stack([x[:2000], -x[:2000]])
+    valid = np.ones_like(z, dtype=bool)
+    z[0, 100], valid[0, 100] = 1e6, False
+    got = lag_correlations(z, valid, 5)
+    np.testing.assert_allclose(got, 0.8 ** np.arange(1, 6), atol=0.05)
