@@ -45,6 +45,9 @@ Sampling (``neural_sample.StepSampler``, numpy on the CPU whatever the device): 
 chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn-in of
 ``sample_burn_in`` flows), run in parallel on the batch axis until each has filled its
 period; seeded with a ``numpy.random.Generator``, so the same seed gives the same rows.
+With ``gap_copula``, each gap's uniform comes from a Gaussian AR(p) copula fitted after
+training to the serial correlation of the training gaps' PITs (``_fit_gap_copula``,
+``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt.
 """
 
 from __future__ import annotations
@@ -683,7 +686,7 @@ class NeuralFlowModel(FlowModel):
         (``neural_copula``): the randomised PITs of the training gaps under the
         teacher-forced network (``max_val_flows`` flows of training windows spread over
         every host), their normal scores' correlations at lags 1..``MAX_LAG`` within
-        windows, and the two AR(1) components that best match them."""
+        windows, and the AR(p) process that reproduces them (``fit_gap_copula``)."""
         assert self.net_ is not None
         hp = self.hyperparameters
         j = self.fields_.index("dt")
@@ -711,7 +714,11 @@ class NeuralFlowModel(FlowModel):
             return
         corr = lag_correlations(np.concatenate(scores), np.concatenate(valid))
         self.gap_copula_ = fit_gap_copula(corr)
-        shown = [round(float(corr[k - 1]), 4) for k in (1, 2, 5, 10, 20, 40) if k <= corr.size]
+        shown = [
+            round(float(corr[k - 1]), 4) if np.isfinite(corr[k - 1]) else None  # unmeasured
+            for k in (1, 2, 5, 10, 20, 40)
+            if k <= corr.size
+        ]
         self.history_["gap_dependence"] = shown
         coef, used = self.gap_copula_
         share = float(coef @ used) if coef.size else 0.0  # of a score's variance
