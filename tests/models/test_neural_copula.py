@@ -102,3 +102,22 @@ def test_lag_pairs_leave_invalid_flows_out() -> None:
     z[0, 100], valid[0, 100] = 1e6, False
     got = lag_correlations(z, valid, 5)
     np.testing.assert_allclose(got, 0.8 ** np.arange(1, 6), atol=0.05)
+
+
+def test_mixture_cdf_is_the_logistic_mixtures_cdf() -> None:
+    """Setup: a two-component logistic mixture (weights 0.25 / 0.75, locations -1 / 2, scales
+    0.5 / 1.5). Assert: ``mixture_cdf`` equals scipy's weighted logistic CDFs at finite
+    points, 0 at -inf and 1 at +inf, and its differences are ``interval_log_prob``'s mass."""
+    torch = pytest.importorskip("torch")
+    from nfsynth.models.neural_net import interval_log_prob, mixture_cdf
+
+    logits = np.log([0.25, 0.75])
+    mu, scale = np.array([-1.0, 2.0]), np.array([0.5, 1.5])
+    params = torch.tensor(np.r_[logits, mu, np.log(scale)], dtype=torch.float32)
+    x = np.array([-np.inf, -3.0, -1.0, 0.0, 2.0, 5.0, np.inf])
+    got = mixture_cdf(params.expand(len(x), 6), torch.tensor(x, dtype=torch.float32)).numpy()
+    want = 0.25 * stats.logistic.cdf(x, -1.0, 0.5) + 0.75 * stats.logistic.cdf(x, 2.0, 1.5)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    lo, hi = torch.tensor([-1.0]), torch.tensor([2.0])
+    mass = interval_log_prob(params.expand(1, 6), lo, hi, hi - lo).exp().numpy()
+    np.testing.assert_allclose(mass, want[4] - want[2], rtol=1e-5)
