@@ -63,7 +63,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from scipy.special import ndtri
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -78,8 +77,7 @@ from nfsynth.models.base import (
     train_flows,
     write_model_files,
 )
-from nfsynth.models.neural_copula import EPS as COPULA_EPS
-from nfsynth.models.neural_copula import fit_gap_copula, lag_correlations
+from nfsynth.models.neural_copula import cell_scores, fit_gap_copula, latent_correlations
 from nfsynth.models.neural_net import FlowNet, interval_log_prob, mixture_cdf, torch_threads
 from nfsynth.models.neural_optim import OneCycleAdamW
 from nfsynth.models.neural_sample import StepSampler
@@ -240,7 +238,7 @@ class NeuralFlowModel(FlowModel):
             self.history_ = self._train(enc, enc_val, rng, seed)
             self.gap_copula_ = None
             if hp["gap_copula"] and "dt" in self.fields_:
-                self._fit_gap_copula(enc, seed)
+                self._fit_gap_copula(enc)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         self.token_offsets_, self.value_maps_ = {}, {}
         if hp["calibrate"]:
@@ -681,12 +679,13 @@ class NeuralFlowModel(FlowModel):
         return history
 
     @torch.no_grad()
-    def _fit_gap_copula(self, enc: Encoded, seed: int) -> None:
+    def _fit_gap_copula(self, enc: Encoded) -> None:
         """Measure the gaps' residual dependence and fit ``gap_copula_`` to it
-        (``neural_copula``): the randomised PITs of the training gaps under the
+        (``neural_copula``): the CDF bounds of the training gaps' grid cells under the
         teacher-forced network (``max_val_flows`` flows of training windows spread over
-        every host), their normal scores' correlations at lags 1..``MAX_LAG`` within
-        windows, and the AR(p) process that reproduces them (``fit_gap_copula``)."""
+        every host), the lag correlations of the normal scores behind them within windows
+        (``latent_correlations``, lags 1..``MAX_LAG``), and the AR(p) process that
+        reproduces them (``fit_gap_copula``). Deterministic: no draw is involved."""
         assert self.net_ is not None
         hp = self.hyperparameters
         j = self.fields_.index("dt")
@@ -694,7 +693,6 @@ class NeuralFlowModel(FlowModel):
         n_seg = max(1, math.ceil(int(hp["max_val_flows"]) / int(hp["seq_len"])))
         pick = np.linspace(0, len(segments) - 1, min(len(segments), n_seg)).astype(np.int64)
         segments = segments[np.unique(pick)] if len(segments) else segments
-        rng = np.random.default_rng([seed, 1])  # the PITs' randomisation within a grid cell
         self.net_.eval()
         scores, valid = [], []
         S = int(hp["batch_size"]) * 4
@@ -703,16 +701,13 @@ class NeuralFlowModel(FlowModel):
             _, heads = self.net_(batch, only=[j])
             params = heads[j]
             assert params is not None
-            f_lo = mixture_cdf(params, batch["lo:dt"])
-            f_hi = mixture_cdf(params, batch["hi:dt"])
-            pit = (f_lo + (f_hi - f_lo) * torch.as_tensor(
-                rng.random(tuple(f_lo.shape)), dtype=f_lo.dtype, device=f_lo.device
-            )).double().cpu().numpy()  # fmt: skip
-            scores.append(ndtri(np.clip(pit, COPULA_EPS, 1.0 - COPULA_EPS)))
+            f_lo = mixture_cdf(params, batch["lo:dt"]).double().cpu().numpy()
+            f_hi = mixture_cdf(params, batch["hi:dt"]).double().cpu().numpy()
+            scores.append(cell_scores(f_lo, f_hi))
             valid.append((batch["tvalid"] > 0).cpu().numpy())
         if not scores:
             return
-        corr = lag_correlations(np.concatenate(scores), np.concatenate(valid))
+        corr = latent_correlations(np.concatenate(scores), np.concatenate(valid))
         self.gap_copula_ = fit_gap_copula(corr)
         shown = [
             round(float(corr[k - 1]), 4) if np.isfinite(corr[k - 1]) else None  # unmeasured
