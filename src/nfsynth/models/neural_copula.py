@@ -21,6 +21,8 @@ calibration stay as they were), and consecutive PITs correlate as the training g
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy.linalg import cholesky, solve_toeplitz, toeplitz
 from scipy.special import ndtr, ndtri
@@ -36,19 +38,26 @@ MIN_DEPENDENCE = 0.01
 EPS = 1e-6
 
 
+def _lag_pairs(
+    x: np.ndarray, valid: np.ndarray, max_lag: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(k, later values, earlier values) of the pairs ``x[:, t + k]``, ``x[:, t]`` where
+    both are ``valid``, for each lag k = 1..max_lag with at least 30 such pairs. ``x``,
+    ``valid``: (windows, flows); pairs never cross windows."""
+    for k in range(1, min(int(max_lag), x.shape[1] - 1) + 1):
+        ok = valid[:, k:] & valid[:, :-k]
+        if ok.sum() >= 30:
+            yield k, x[:, k:][ok], x[:, :-k][ok]
+
+
 def lag_correlations(z: np.ndarray, valid: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
     """Correlation of ``z[:, t]`` with ``z[:, t + k]`` over the pairs where both are
     ``valid``, for k = 1..max_lag (NaN for a lag with fewer than 30 pairs), float64
     (max_lag,). ``z``, ``valid``: (windows, flows) arrays; a window is one host's
     consecutive flows, so pairs never cross hosts."""
-    z = np.asarray(z, dtype=np.float64)
-    valid = np.asarray(valid, dtype=bool)
     out = np.full(int(max_lag), np.nan)
-    for k in range(1, min(int(max_lag), z.shape[1] - 1) + 1):
-        ok = valid[:, k:] & valid[:, :-k]
-        if ok.sum() < 30:
-            continue
-        a, b = z[:, k:][ok], z[:, :-k][ok]
+    pairs = _lag_pairs(np.asarray(z, dtype=np.float64), np.asarray(valid, dtype=bool), max_lag)
+    for k, a, b in pairs:
         if a.std() > 0 and b.std() > 0:
             out[k - 1] = float(np.corrcoef(a, b)[0, 1])
     return out
@@ -87,12 +96,8 @@ def latent_correlations(m: np.ndarray, valid: np.ndarray, max_lag: int = MAX_LAG
     v = float(np.mean((m[valid] - mu) ** 2))
     if v <= 0:
         return out
-    c = m - mu
-    for k in range(1, min(int(max_lag), m.shape[1] - 1) + 1):
-        ok = valid[:, k:] & valid[:, :-k]
-        if ok.sum() < 30:
-            continue
-        out[k - 1] = float(np.clip(np.mean(c[:, k:][ok] * c[:, :-k][ok]) / v**2, -0.99, 0.99))
+    for k, a, b in _lag_pairs(m - mu, valid, max_lag):
+        out[k - 1] = float(np.clip(np.mean(a * b) / v**2, -0.99, 0.99))
     return out
 
 
