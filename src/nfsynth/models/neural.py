@@ -48,6 +48,9 @@ period; seeded with a ``numpy.random.Generator``, so the same seed gives the sam
 With ``gap_copula``, each gap's uniform comes from a Gaussian AR(p) copula fitted after
 training to the serial correlation of the training gaps' PITs (``_fit_gap_copula``,
 ``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt.
+With ``activity_modulation``, each synthetic host's idle time runs on a clock modulated by a
+slow log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
+hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,15 @@ from nfsynth.models.base import (
     to_sample_table,
     train_flows,
     write_model_files,
+)
+from nfsynth.models.neural_activity import (
+    CELL_SECONDS,
+    ActivityClock,
+    cell_counts,
+    fit_activity_modulation,
+    modulation_paths,
+    normalised_autocovariance,
+    rescaled_sigma,
 )
 from nfsynth.models.neural_copula import cell_scores, fit_gap_copula, latent_correlations
 from nfsynth.models.neural_net import FlowNet, interval_log_prob, mixture_cdf, torch_threads
@@ -126,6 +138,7 @@ DEFAULTS: dict[str, Any] = {
     "self_history": 0.8,
     "host_rhythm": 0.0,
     "gap_copula": False,
+    "activity_modulation": False,
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -137,7 +150,15 @@ DEFAULTS: dict[str, Any] = {
 }
 PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
 TOKEN_PSEUDO_FLOWS = 1.0  # added to both counts of a token calibration ratio
-TOKEN_OFFSET_RANGE = (-4.0, 4.0)  # sampling-side logit offsets of the token calibration
+TOKEN_OFFSET_RANGE = (-4.0, 4.0)
+ACTIVITY_SHOWN = (
+    1,
+    2,
+    3,
+    6,
+    12,
+    24,
+)  # lags (5-minute windows) the fit's log and history show  # sampling-side logit offsets of the token calibration
 #: the rate calibration's response model (``rate_step``): a host's flow count falls as a power
 #: of its gap factor; the power assumed before two rounds measure it, and its clip range
 RATE_ELASTICITY_FIRST = 2.0
@@ -208,6 +229,12 @@ class NeuralFlowModel(FlowModel):
         self.value_maps_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         # the gaps' residual copula (neural_copula): (2, p) AR coefficients, correlations
         self.gap_copula_: np.ndarray | None = None
+        # the synthetic hosts' slow activity modulation (neural_activity): (sigma, phi per
+        # 5-minute cell), None: none; and the validation hosts' normalised autocovariance
+        # it is fitted to (during the fit only)
+        self.activity_: tuple[float, float] | None = None
+        self._activity_target: np.ndarray | None = None
+        self._activity_network: np.ndarray | None = None  # the network's own, round 0
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
         self.sampler_: StepSampler | None = None
         self.device_ = torch.device("cpu")
@@ -241,8 +268,13 @@ class NeuralFlowModel(FlowModel):
                 self._fit_gap_copula(enc)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         self.token_offsets_, self.value_maps_ = {}, {}
+        self.activity_, self._activity_target = None, None
+        if hp["activity_modulation"] and self.warp_ is not None and val is not None:
+            ts, who = val["ts"].to_numpy(dtype=float), val["user"].astype(str).to_numpy()
+            self._activity_target = normalised_autocovariance(cell_counts(ts, who, self.warp_))
         if hp["calibrate"]:
             self._calibrate(enc, seed)
+        self._activity_target = self._activity_network = None
         self.history_["dt_factor"] = round(self.dt_factor_, 4)
         self.history_["seconds"] = round(time.perf_counter() - t0, 2)
         self.history_["train_flows"] = int(enc.n)
@@ -893,6 +925,14 @@ class NeuralFlowModel(FlowModel):
         rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids))
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
         row_hids = np.asarray(hids)[rows["host"]]
+        clock = None
+        if self.activity_ is not None and self.warp_ is not None and len(rows["host"]):
+            # one path per synthetic host, shared by its chunks, over all of their spans
+            t0 = math.floor(float(np.min(rows["start"])) / CELL_SECONDS) * CELL_SECONDS
+            n_cells = math.ceil((float(np.max(rows["end"])) - t0) / CELL_SECONDS) + 1
+            sigma, phi = self.activity_
+            paths = modulation_paths(rng, len(rates), n_cells, sigma, phi)
+            clock = ActivityClock(self.warp_, np.asarray(hids), paths, t0)
         frame, unfinished = self.sampler_.generate(
             rows["host"],
             np.asarray(roles)[rows["host"]],
@@ -904,6 +944,7 @@ class NeuralFlowModel(FlowModel):
             rng,
             max_steps,
             ctx0=self._context_start(row_hids, rows["start"]),
+            clock=clock,
         )
         if unfinished:
             log.warning(
@@ -1066,6 +1107,14 @@ class NeuralFlowModel(FlowModel):
             self.sampler_.record_latents = True
             rng = np.random.default_rng(seed + 1000 + k)
             frame = self._generate(roles, rates, np.arange(n), start, days, rng)
+            # the activity modulation, from this round's samples of the network alone, is
+            # a new setting for the rounds after it: no secant across it; the next round
+            # corrects its sigma by what it realised, where a round follows to use it
+            modulated = False
+            if k == 0 and rounds > 1:
+                modulated = self._fit_activity(frame)
+            elif k == 1 and rounds > 2 and self.activity_ is not None:
+                modulated = self._rescale_activity(frame)
             host = frame["host"].to_numpy()
             counts = np.bincount(host, minlength=n)[:n].astype(float)
             ratio = np.maximum(counts, 1.0) / np.maximum(expected, 1.0)
@@ -1074,7 +1123,7 @@ class NeuralFlowModel(FlowModel):
             new_log_f, measured_e = rate_step(log_f, log_r, measured, elasticity)
             if measured_e is not None:
                 elasticity = measured_e
-            measured = (log_f, log_r)
+            measured = None if modulated else (log_f, log_r)
             factors = np.exp(new_log_f)
             notes = []
             for f in cats:
@@ -1121,6 +1170,73 @@ class NeuralFlowModel(FlowModel):
         self.token_offsets_ = kept
         self.value_maps_ = maps
         self.sampler_ = None
+
+    def _fit_activity(self, frame: pd.DataFrame) -> bool:
+        """Fit ``activity_`` (``neural_activity``) from a calibration round's samples of the
+        network alone (``frame``: ts, host) and the validation hosts' normalised
+        autocovariance; True when the fit gives a modulation. Nothing without a target
+        (``activity_modulation`` off, no validation hosts or no time warp)."""
+        if self._activity_target is None or self.warp_ is None:
+            return False
+        ts, host = frame["ts"].to_numpy(dtype=float), frame["host"].to_numpy()
+        network = normalised_autocovariance(cell_counts(ts, host, self.warp_))
+        target = self._activity_target
+        sigma, phi = fit_activity_modulation(target, network)
+        self.activity_ = (sigma, phi) if sigma > 0 else None
+        self._activity_network = network
+
+        def at(curve: np.ndarray) -> list[float | None]:
+            return [
+                round(float(curve[k - 1]), 4) if np.isfinite(curve[k - 1]) else None
+                for k in ACTIVITY_SHOWN
+                if k <= curve.size
+            ]
+
+        self.history_["activity"] = {
+            "sigma": round(sigma, 4),
+            "phi": round(phi, 4),
+            "validation": at(target),
+            "network": at(network),
+        }
+        log.info(
+            "neural: counts' normalised autocovariance at lags %s (5-minute windows): "
+            "validation hosts %s, network %s; activity modulation sigma %.3f, phi %.3f",
+            ACTIVITY_SHOWN,
+            self.history_["activity"]["validation"],
+            self.history_["activity"]["network"],
+            sigma,
+            phi,
+        )
+        return self.activity_ is not None
+
+    def _rescale_activity(self, frame: pd.DataFrame) -> bool:
+        """Correct ``activity_``'s sigma by the normalised autocovariance a calibration
+        round sampled with it realised (``frame``: ts, host; ``rescaled_sigma``); True when
+        sigma changed."""
+        assert self.activity_ is not None and self._activity_target is not None
+        assert self.warp_ is not None
+        ts, host = frame["ts"].to_numpy(dtype=float), frame["host"].to_numpy()
+        realised = normalised_autocovariance(cell_counts(ts, host, self.warp_))
+        sigma, phi = self.activity_
+        new = rescaled_sigma(sigma, self._activity_target, self._activity_network, realised)
+        self.activity_ = (new, phi)
+        self.history_["activity"].update(
+            realised=[
+                round(float(realised[k - 1]), 4) if np.isfinite(realised[k - 1]) else None
+                for k in ACTIVITY_SHOWN
+                if k <= realised.size
+            ],
+            sigma=round(new, 4),
+            sigma_first=round(sigma, 4),
+        )
+        log.info(
+            "neural: activity modulation realised %s at lags %s; sigma %.3f -> %.3f",
+            self.history_["activity"]["realised"],
+            ACTIVITY_SHOWN,
+            sigma,
+            new,
+        )
+        return new != sigma
 
     def _value_fields(self) -> list[str]:
         """The continuous fields the value calibration maps (``dt`` only with a time warp:
@@ -1178,6 +1294,7 @@ class NeuralFlowModel(FlowModel):
             "host_dt_factors": (
                 None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
             ),
+            "activity": None if self.activity_ is None else list(self.activity_),
             "torch_version": torch.__version__,
         }
         arrays = {} if self.ctx_profile_ is None else {"ctx_profile": self.ctx_profile_}
@@ -1213,6 +1330,8 @@ class NeuralFlowModel(FlowModel):
             model.period_ = (float(state["period"][0]), float(state["period"][1]))
         model.dt_factor_ = float(state.get("dt_factor", 1.0))
         factors = state.get("host_dt_factors")
+        activity = state.get("activity")  # models saved before it: None (no modulation)
+        model.activity_ = None if activity is None else (float(activity[0]), float(activity[1]))
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
         prefix = "token_offset_"
         model.token_offsets_ = {

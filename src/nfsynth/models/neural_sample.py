@@ -20,7 +20,8 @@ scipy's):
   calibration) where it has one;
 - ``dt``: a warped gap (``neural_vocab.TimeWarp``) mapped back to seconds, drawn with a
   uniform from the gaps' copula (``neural_copula``) where the model has one, so consecutive
-  gaps keep the dependence the network left unlearnt.
+  gaps keep the dependence the network left unlearnt, and its idle part on the host's
+  modulated clock (``neural_activity``) where the model has an activity modulation.
 
 One batch row is one sequence: a host's whole period, or (``NeuralFlowModel`` cuts busy
 hosts' periods into chunks of equal expected flow counts, each with a discarded burn-in) a
@@ -41,6 +42,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.nn import functional as F
 
+from nfsynth.models.neural_activity import ActivityClock
 from nfsynth.models.neural_copula import gap_copula_start, gap_copula_step
 from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet, torch_threads
 from nfsynth.models.neural_vocab import (
@@ -261,6 +263,7 @@ class StepSampler:
         rng: np.random.Generator,
         max_steps: int,
         ctx0: np.ndarray | None = None,
+        clock: ActivityClock | None = None,
     ) -> tuple[pd.DataFrame, int]:
         """Run one sequence per row: host id, role id, activity (log10 flows/day), the
         training host whose identity embedding it uses, start
@@ -269,7 +272,9 @@ class StepSampler:
         after it). Returns a frame with one column per field (token ids / raw values), ``ts``
         and ``host``, and the number of rows still unfinished after ``max_steps`` steps.
         ``ctx0``: the complete windows before each row's start, raw sums (n, C, 4), oldest
-        first (None: empty, as for a host's first flow)."""
+        first (None: empty, as for a host's first flow). ``clock``: the hosts' modulated
+        clock (``neural_activity``; indexed by ``hosts``), on which the idle part of every
+        gap runs (None: the warp alone)."""
         K, C, F = self.K, self.C, len(self.fields)
         n = len(roles)
         host = np.asarray(hosts, dtype=np.int64)
@@ -364,7 +369,12 @@ class StepSampler:
                 lat = y
                 if f == "dt" and warp is not None:
                     gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
-                    t1 = warp.inverse(warp.forward(ts, hid) + gap, hid)
+                    if clock is None:
+                        t1 = warp.inverse(warp.forward(ts, hid) + gap, hid)
+                    else:  # the burst part on the warp, the idle part on the host's clock
+                        burst = np.minimum(np.exp(y), SCALE_GAPS_FROM) * 86400.0 / per_day
+                        t_mid = warp.inverse(warp.forward(ts, hid) + burst, hid)
+                        t1 = clock.advance(host, t_mid, gap - burst)
                     x = x_net = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
                     b = RATIO_BASE[f]
