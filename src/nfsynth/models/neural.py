@@ -922,17 +922,17 @@ class NeuralFlowModel(FlowModel):
         (``neural_sample.StepSampler``); one row per flow: field tokens/values, ts, host."""
         if self.sampler_ is None:
             self.sampler_ = self._step_sampler()
-        rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids))
-        max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
-        row_hids = np.asarray(hids)[rows["host"]]
         clock = None
-        if self.activity_ is not None and self.warp_ is not None and len(rows["host"]):
-            # one path per synthetic host, shared by its chunks, over all of their spans
-            t0 = math.floor(float(np.min(rows["start"])) / CELL_SECONDS) * CELL_SECONDS
-            n_cells = math.ceil((float(np.max(rows["end"])) - t0) / CELL_SECONDS) + 1
+        if self.activity_ is not None and self.warp_ is not None and len(rates):
+            # one path per synthetic host over its period (its chunks share it)
+            t0 = math.floor(float(start) / CELL_SECONDS) * CELL_SECONDS
+            n_cells = math.ceil((float(start) + days * SECONDS_PER_DAY - t0) / CELL_SECONDS) + 1
             sigma, phi = self.activity_
             paths = modulation_paths(rng, len(rates), n_cells, sigma, phi)
             clock = ActivityClock(self.warp_, np.asarray(hids), paths, t0)
+        rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids), clock)
+        max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
+        row_hids = np.asarray(hids)[rows["host"]]
         frame, unfinished = self.sampler_.generate(
             rows["host"],
             np.asarray(roles)[rows["host"]],
@@ -973,21 +973,33 @@ class NeuralFlowModel(FlowModel):
         )
 
     def _chunks(
-        self, rates: np.ndarray, start: float, days: float, hids: np.ndarray | None = None
+        self,
+        rates: np.ndarray,
+        start: float,
+        days: float,
+        hids: np.ndarray | None = None,
+        clock: ActivityClock | None = None,
     ) -> dict[str, np.ndarray]:
         """Cut each host's period into ``ceil(expected flows / sample_chunk_flows)`` chunks
         of equal expected flow count (equal lengths of warped time); each chunk but the
         period's first starts ``sample_burn_in`` expected flows early (burn-in, dropped) so
         its history is that of a running host (its context starts from the host's profile,
         ``context_profile``). Warped time is each host's own (``hids``: training-host ids,
-        None: the pooled rhythm). Arrays per chunk: host, start, keep (first kept time), end,
-        flows (expected flows incl. burn-in)."""
+        None: the pooled rhythm), or its modulated ``clock``'s (``neural_activity``: a chunk
+        cut on the warp alone would hold up to several times its share where the host is
+        present, and the longest chunk sets the sampler's step count). Arrays per chunk:
+        host, start, keep (first kept time), end, flows (expected flows incl. burn-in)."""
         hp = self.hyperparameters
         end = start + days * SECONDS_PER_DAY
         per_day = np.power(10.0, rates)
         n = len(rates)
         hid = np.full(n, -1, np.int64) if hids is None else np.asarray(hids, np.int64)
-        fwd, inv = warp_maps(self.warp_)
+        if clock is None:
+            fwd, inv = warp_maps(self.warp_)
+        else:  # the clock's rows are the hosts themselves
+            hid = np.arange(n, dtype=np.int64)
+            fwd = lambda t, rows: clock.forward(rows, t)  # noqa: E731
+            inv = lambda w, rows: clock.inverse(rows, w)  # noqa: E731
         w0, w1 = fwd(np.full(n, float(start)), hid), fwd(np.full(n, float(end)), hid)
         expected = per_day * (w1 - w0) / SECONDS_PER_DAY
         target = int(hp["sample_chunk_flows"])

@@ -206,18 +206,27 @@ class ActivityClock:
         """Epoch seconds of the grid's end."""
         return self.t0 + self.n_cells * CELL_SECONDS
 
+    def forward(self, host: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Each host's clock (warped seconds from the grid's start, (B,)) at epoch seconds
+        ``t`` (B,), clamped to the grid; ``host`` (B,) indexes the clock's hosts."""
+        host = np.asarray(host, dtype=np.int64)
+        t = np.clip(np.asarray(t, dtype=np.float64), self.t0, self.end)
+        c = np.minimum(((t - self.t0) // CELL_SECONDS).astype(np.int64), self.n_cells - 1)
+        return self.cum[host, c] + self.rate[host, c] * (t - self.t0 - c * CELL_SECONDS)
+
+    def inverse(self, host: np.ndarray, clock: np.ndarray) -> np.ndarray:
+        """Epoch seconds (B,) at which each host's clock reads ``clock`` (B,); the grid's end
+        where it reads at least its total."""
+        host = np.asarray(host, dtype=np.int64)
+        clock = np.asarray(clock, dtype=np.float64)
+        j = np.searchsorted(self.flat, clock + self.span * host, side="right") - 1
+        j = np.clip(j - host * (self.n_cells + 1), 0, self.n_cells - 1)
+        t = self.t0 + j * CELL_SECONDS + (clock - self.cum[host, j]) / self.rate[host, j]
+        return np.where(clock >= self.cum[host, -1], self.end, t)
+
     def advance(self, host: np.ndarray, t: np.ndarray, idle: np.ndarray) -> np.ndarray:
         """Epoch seconds (B,) at which each host's clock, from ``t`` (B,), has run ``idle``
         (B,) warped seconds; ``host`` (B,) indexes the clock's hosts."""
-        host = np.asarray(host, dtype=np.int64)
         t = np.asarray(t, dtype=np.float64)
-        c = np.clip(np.floor((t - self.t0) / CELL_SECONDS).astype(np.int64), 0, self.n_cells - 1)
-        edge = self.t0 + c * CELL_SECONDS
-        now = self.cum[host, c] + self.rate[host, c] * (t - edge)
-        target = now + np.asarray(idle, dtype=np.float64)
-        stride = self.n_cells + 1
-        j = np.searchsorted(self.flat, target + self.span * host, side="right") - 1
-        j = np.clip(j - host * stride, 0, self.n_cells - 1)
-        past = target >= self.cum[host, -1]
-        t1 = self.t0 + j * CELL_SECONDS + (target - self.cum[host, j]) / self.rate[host, j]
-        return np.where(past, self.end, np.maximum(t1, t))
+        t1 = self.inverse(host, self.forward(host, t) + np.asarray(idle, dtype=np.float64))
+        return np.maximum(t1, t)
