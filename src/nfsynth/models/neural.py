@@ -150,15 +150,9 @@ DEFAULTS: dict[str, Any] = {
 }
 PRIOR_PSEUDO_FLOWS = 2.0  # a host's token frequencies are smoothed toward the pooled ones
 TOKEN_PSEUDO_FLOWS = 1.0  # added to both counts of a token calibration ratio
-TOKEN_OFFSET_RANGE = (-4.0, 4.0)
-ACTIVITY_SHOWN = (
-    1,
-    2,
-    3,
-    6,
-    12,
-    24,
-)  # lags (5-minute windows) the fit's log and history show  # sampling-side logit offsets of the token calibration
+TOKEN_OFFSET_RANGE = (-4.0, 4.0)  # sampling-side logit offsets of the token calibration
+#: lags (5-minute windows) at which the activity fit's log and history show its curves
+ACTIVITY_SHOWN = (1, 2, 3, 6, 12, 24)
 #: the rate calibration's response model (``rate_step``): a host's flow count falls as a power
 #: of its gap factor; the power assumed before two rounds measure it, and its clip range
 RATE_ELASTICITY_FIRST = 2.0
@@ -193,6 +187,16 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("models.neural.device is 'cuda' but torch sees no CUDA device")
     return torch.device(name)
+
+
+def _shown(curve: np.ndarray) -> list[float | None]:
+    """A normalised autocovariance (max_lag,) at ``ACTIVITY_SHOWN`` lags, rounded (None where
+    unmeasured), for the log and ``history_``."""
+    return [
+        round(float(curve[k - 1]), 4) if np.isfinite(curve[k - 1]) else None
+        for k in ACTIVITY_SHOWN
+        if k <= curve.size
+    ]
 
 
 class NeuralFlowModel(FlowModel):
@@ -998,8 +1002,7 @@ class NeuralFlowModel(FlowModel):
             fwd, inv = warp_maps(self.warp_)
         else:  # the clock's rows are the hosts themselves
             hid = np.arange(n, dtype=np.int64)
-            fwd = lambda t, rows: clock.forward(rows, t)  # noqa: E731
-            inv = lambda w, rows: clock.inverse(rows, w)  # noqa: E731
+            fwd, inv = clock.forward, clock.inverse
         w0, w1 = fwd(np.full(n, float(start)), hid), fwd(np.full(n, float(end)), hid)
         expected = per_day * (w1 - w0) / SECONDS_PER_DAY
         target = int(hp["sample_chunk_flows"])
@@ -1196,19 +1199,11 @@ class NeuralFlowModel(FlowModel):
         sigma, phi = fit_activity_modulation(target, network)
         self.activity_ = (sigma, phi) if sigma > 0 else None
         self._activity_network = network
-
-        def at(curve: np.ndarray) -> list[float | None]:
-            return [
-                round(float(curve[k - 1]), 4) if np.isfinite(curve[k - 1]) else None
-                for k in ACTIVITY_SHOWN
-                if k <= curve.size
-            ]
-
         self.history_["activity"] = {
             "sigma": round(sigma, 4),
             "phi": round(phi, 4),
-            "validation": at(target),
-            "network": at(network),
+            "validation": _shown(target),
+            "network": _shown(network),
         }
         log.info(
             "neural: counts' normalised autocovariance at lags %s (5-minute windows): "
@@ -1225,21 +1220,15 @@ class NeuralFlowModel(FlowModel):
         """Correct ``activity_``'s sigma by the normalised autocovariance a calibration
         round sampled with it realised (``frame``: ts, host; ``rescaled_sigma``); True when
         sigma changed."""
-        assert self.activity_ is not None and self._activity_target is not None
-        assert self.warp_ is not None
+        assert self.activity_ is not None and self.warp_ is not None
+        assert self._activity_target is not None and self._activity_network is not None
         ts, host = frame["ts"].to_numpy(dtype=float), frame["host"].to_numpy()
         realised = normalised_autocovariance(cell_counts(ts, host, self.warp_))
         sigma, phi = self.activity_
         new = rescaled_sigma(sigma, self._activity_target, self._activity_network, realised)
         self.activity_ = (new, phi)
         self.history_["activity"].update(
-            realised=[
-                round(float(realised[k - 1]), 4) if np.isfinite(realised[k - 1]) else None
-                for k in ACTIVITY_SHOWN
-                if k <= realised.size
-            ],
-            sigma=round(new, 4),
-            sigma_first=round(sigma, 4),
+            realised=_shown(realised), sigma=round(new, 4), sigma_first=round(sigma, 4)
         )
         log.info(
             "neural: activity modulation realised %s at lags %s; sigma %.3f -> %.3f",

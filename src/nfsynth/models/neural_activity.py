@@ -206,15 +206,16 @@ class ActivityClock:
         """Epoch seconds of the grid's end."""
         return self.t0 + self.n_cells * CELL_SECONDS
 
-    def forward(self, host: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def forward(self, t: np.ndarray, host: np.ndarray) -> np.ndarray:
         """Each host's clock (warped seconds from the grid's start, (B,)) at epoch seconds
-        ``t`` (B,), clamped to the grid; ``host`` (B,) indexes the clock's hosts."""
+        ``t`` (B,), clamped to the grid; ``host`` (B,) indexes the clock's hosts (the
+        argument order of ``TimeWarp.forward``)."""
         host = np.asarray(host, dtype=np.int64)
         t = np.clip(np.asarray(t, dtype=np.float64), self.t0, self.end)
         c = np.minimum(((t - self.t0) // CELL_SECONDS).astype(np.int64), self.n_cells - 1)
         return self.cum[host, c] + self.rate[host, c] * (t - self.t0 - c * CELL_SECONDS)
 
-    def inverse(self, host: np.ndarray, clock: np.ndarray) -> np.ndarray:
+    def inverse(self, clock: np.ndarray, host: np.ndarray) -> np.ndarray:
         """Epoch seconds (B,) at which each host's clock reads ``clock`` (B,); the grid's end
         where it reads at least its total."""
         host = np.asarray(host, dtype=np.int64)
@@ -228,5 +229,5 @@ class ActivityClock:
         """Epoch seconds (B,) at which each host's clock, from ``t`` (B,), has run ``idle``
         (B,) warped seconds; ``host`` (B,) indexes the clock's hosts."""
         t = np.asarray(t, dtype=np.float64)
-        t1 = self.inverse(host, self.forward(host, t) + np.asarray(idle, dtype=np.float64))
+        t1 = self.inverse(self.forward(t, host) + np.asarray(idle, dtype=np.float64), host)
         return np.maximum(t1, t)
