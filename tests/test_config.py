@@ -113,3 +113,20 @@ def test_model_jobs_claim_the_threads_their_config_gives(tmp_path: Path):
         name = f"threads{threads}.yaml"
         write_config(work, name, lambda c, t=threads: c["models"]["neural"].update(cpu_threads=t))
         assert claimed(f"config/{name}") == {"neural": want, "b2": 1}
+
+
+def test_a_later_configfile_merges_into_the_model_it_names(tmp_path: Path):
+    """``--configfile config/test.yaml tweak.yaml``, where tweak.yaml sets one option of the
+    neural model: the run keeps the test config's models (the neural one's kind and the rest
+    of its settings) and takes the option (its job claims the 2 threads it now asks for)."""
+    work = scratch_copy(tmp_path / "w")
+    (work / "tweak.yaml").write_text(
+        yaml.safe_dump({"models": {"neural": {"cpu_threads": 2, "activity_modulation": True}}})
+    )
+    target = "results/sim/models/neural/seed1"
+    out = snakemake(work, "-n", target, configfile=("config/test.yaml", "tweak.yaml")).stdout
+    block = out.split("rule train:")[1].split("\n\n")[0]
+    assert "model=neural" in block
+    assert any(x.strip() == "threads: 2" for x in block.splitlines()), block
+    plain = snakemake(work, "-n", target).stdout.split("rule train:")[1].split("\n\n")[0]
+    assert not any(x.strip().startswith("threads:") for x in plain.splitlines()), plain

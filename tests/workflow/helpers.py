@@ -45,19 +45,21 @@ def write_config(workdir: Path, name: str, edit=None) -> Path:
 def snakemake(
     workdir: Path,
     *args: str,
-    configfile: str = "config/test.yaml",
+    configfile: str | tuple[str, ...] = "config/test.yaml",
     timeout: int = 1200,
     check: bool = True,
 ):
-    """Run Snakemake in ``workdir``; returns the CompletedProcess (stdout and stderr merged)."""
+    """Run Snakemake in ``workdir``; returns the CompletedProcess (stdout and stderr merged).
+    ``configfile``: one path, or several (later ones merge into earlier ones)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    files = (configfile,) if isinstance(configfile, str) else tuple(configfile)
     cmd = [
         SNAKEMAKE,
         *args,
         "--cores",
         "2",
         "--configfile",
-        configfile,
+        *files,
     ]  # --configfile takes several values: last
     proc = subprocess.run(
         cmd,

@@ -5,18 +5,25 @@ import os
 import sys
 
 import yaml
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 
 def _replace_from_user_configfiles(cfg, keys=("datasets", "models")):
     """A --configfile that names its own `datasets` (or `models`) replaces the default ones
-    instead of being merged into them (design §1); every other key merges as usual."""
+    instead of being merged into them (design §1); every other key merges as usual. Among
+    several --configfiles, a later one that names an entry an earlier one has merges into it
+    key by key (`--configfile config/test.yaml tweak.yaml`, tweak.yaml setting one model
+    option, keeps the rest of that model's settings)."""
     for key in keys:
         replaced = {}
         for path in workflow.overwrite_configfiles or []:
             with open(path) as handle:
                 loaded = yaml.safe_load(handle) or {}
-            replaced.update(loaded.get(key) or {})
+            for name, entry in (loaded.get(key) or {}).items():
+                if isinstance(replaced.get(name), dict) and isinstance(entry, dict):
+                    update_config(replaced[name], entry)
+                else:
+                    replaced[name] = entry
         if replaced:
             cfg[key] = replaced
 
