@@ -118,7 +118,7 @@ def test_the_clock_is_the_warp_where_the_modulation_is_constant() -> None:
     idle = np.array([50.0, 4000.0, 20000.0, 7.0])
     want = warp.inverse(warp.forward(t) + idle)
     for host in (0, 1):
-        got = clock.advance(np.full(4, host), t, idle)
+        got = clock.advance(t, idle, np.full(4, host))
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -130,12 +130,12 @@ def test_the_clock_integrates_across_cells_and_keeps_the_span() -> None:
     warp = TimeWarp(hour_weights=[1.0] * 24)
     clock = ActivityClock(warp, np.array([0]), np.array([[1.0, 4.0, 1.0]]), 0.0)
     one = np.array([0])
-    assert clock.advance(one, np.array([0.0]), np.array([450.0]))[0] == pytest.approx(450.0)
-    busy = clock.advance(one, np.array([310.0]), np.array([20.0]))[0] - 310.0
-    quiet = clock.advance(one, np.array([10.0]), np.array([20.0]))[0] - 10.0
+    assert clock.advance(np.array([0.0]), np.array([450.0]), one)[0] == pytest.approx(450.0)
+    busy = clock.advance(np.array([310.0]), np.array([20.0]), one)[0] - 310.0
+    quiet = clock.advance(np.array([10.0]), np.array([20.0]), one)[0] - 10.0
     assert quiet == pytest.approx(4 * busy) and busy == pytest.approx(10.0)
-    assert clock.advance(one, np.array([0.0]), np.array([900.0]))[0] == clock.end
-    assert clock.advance(one, np.array([100.0]), np.array([1e6]))[0] == clock.end
+    assert clock.advance(np.array([0.0]), np.array([900.0]), one)[0] == clock.end
+    assert clock.advance(np.array([100.0]), np.array([1e6]), one)[0] == clock.end
     assert clock.end == 3 * CELL_SECONDS
 
 

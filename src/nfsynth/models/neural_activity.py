@@ -189,10 +189,7 @@ class ActivityClock:
         self.t0, self.n_cells = float(t0), n_cells
         mid = self.t0 + (np.arange(n_cells) + 0.5) * CELL_SECONDS
         hour = (np.mod(mid, 86400.0) // 3600.0).astype(np.int64).clip(0, 23)
-        weights, _ = warp._tables()
-        r = np.asarray(rows, dtype=np.int64)
-        r = np.where((r >= 0) & (r < len(weights) - 1), r, len(weights) - 1)
-        base = weights[r][:, hour]  # (n_hosts, n_cells) the warp's rate
+        base = warp.hour_rates(rows)[:, hour]  # (n_hosts, n_cells) the warp's rate
         m = m * (base.sum(axis=1, keepdims=True) / (m * base).sum(axis=1, keepdims=True))
         self.rate = m * base  # warped seconds per second
         cum = np.cumsum(self.rate * CELL_SECONDS, axis=1)
@@ -225,7 +222,7 @@ class ActivityClock:
         t = self.t0 + j * CELL_SECONDS + (clock - self.cum[host, j]) / self.rate[host, j]
         return np.where(clock >= self.cum[host, -1], self.end, t)
 
-    def advance(self, host: np.ndarray, t: np.ndarray, idle: np.ndarray) -> np.ndarray:
+    def advance(self, t: np.ndarray, idle: np.ndarray, host: np.ndarray) -> np.ndarray:
         """Epoch seconds (B,) at which each host's clock, from ``t`` (B,), has run ``idle``
         (B,) warped seconds; ``host`` (B,) indexes the clock's hosts."""
         t = np.asarray(t, dtype=np.float64)

@@ -374,7 +374,7 @@ class StepSampler:
                     else:  # the burst part on the warp, the idle part on the host's clock
                         burst = np.minimum(np.exp(y), SCALE_GAPS_FROM) * 86400.0 / per_day
                         t_mid = warp.inverse(warp.forward(ts, hid) + burst, hid)
-                        t1 = clock.advance(host, t_mid, gap - burst)
+                        t1 = clock.advance(t_mid, gap - burst, host)
                     x = x_net = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
                 elif f in RATIO_BASE:
                     b = RATIO_BASE[f]

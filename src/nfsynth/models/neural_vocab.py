@@ -288,6 +288,13 @@ class TimeWarp:
         r = np.asarray(rows, dtype=np.int64)
         return np.where((r >= 0) & (r < n_tables - 1), r, n_tables - 1)
 
+    def hour_rates(self, rows: np.ndarray) -> np.ndarray:
+        """The slope of each host row's warp in each hour of day, float64 (n, 24): its
+        rhythm; rows outside the host rows (unknown hosts, -1) get the pooled one."""
+        w, _ = self._tables()
+        r = np.asarray(rows, dtype=np.int64)
+        return w[np.where((r >= 0) & (r < len(w) - 1), r, len(w) - 1)]
+
     def forward(self, t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Warped seconds of epoch seconds ``t``, each in its host row's rhythm."""
         w, cum = self._tables()
