@@ -170,3 +170,18 @@ def test_the_clock_s_inverse_undoes_its_forward_map() -> None:
         np.testing.assert_allclose(clock.inverse(w, rows), t, atol=1e-6)
     span = warp.forward(np.array([clock.end])) - warp.forward(np.array([0.0]))
     np.testing.assert_allclose(clock.cum[:, -1], span[0], rtol=1e-12)
+
+
+def test_the_clock_follows_each_host_s_own_rhythm() -> None:
+    """Setup: a warp with a rhythm per training host (``TimeWarp.with_hosts``: host 0 busy at
+    night, host 1 by day), paths of m = 1. Assert: each host's clock advances as the warp of
+    its own row, an unknown host's (-1) as the pooled one."""
+    ts = np.r_[np.arange(0, 6 * 3600, 30.0), np.arange(9 * 3600, 17 * 3600, 30.0)]
+    who = np.r_[np.zeros(720, int), np.ones(960, int)]
+    warp = TimeWarp.fit(ts).with_hosts(ts, who, 2, prior=100.0)
+    rows = np.array([0, 1, -1])
+    clock = ActivityClock(warp, rows, np.ones((3, 300)), 0.0)
+    t, idle = np.full(3, 7200.0), np.full(3, 900.0)
+    want = warp.inverse(warp.forward(t, rows) + idle, rows)
+    np.testing.assert_allclose(clock.advance(t, idle, np.arange(3)), want, rtol=1e-12)
+    assert want[0] - 7200.0 < want[1] - 7200.0  # host 0 is busy at 2 o'clock

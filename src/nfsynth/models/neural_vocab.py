@@ -293,7 +293,7 @@ class TimeWarp:
         rhythm; rows outside the host rows (unknown hosts, -1) get the pooled one."""
         w, _ = self._tables()
         r = np.asarray(rows, dtype=np.int64)
-        return w[np.where((r >= 0) & (r < len(w) - 1), r, len(w) - 1)]
+        return np.broadcast_to(w[self._rows(r, len(w))], (r.size, 24))
 
     def forward(self, t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Warped seconds of epoch seconds ``t``, each in its host row's rhythm."""
