@@ -51,6 +51,26 @@ def window_index(ts: np.ndarray, seconds: float) -> np.ndarray:
     return np.floor(np.asarray(ts, dtype=np.float64) / float(seconds)).astype(np.int64)
 
 
+def user_grid(
+    ts: np.ndarray, user: np.ndarray, n_users: int, seconds: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's window grid from the window of its first flow to that of its last.
+
+    ``ts`` (n,) seconds, ``user`` (n,) int codes in ``[0, n_users)``. Returns ``(first,
+    length, pos)``: each user's first window index and window count, int64 (n_users,), and
+    each flow's position in the users' grids concatenated in code order, int64 (n,). A user
+    without flows gets length 0."""
+    win = window_index(ts, seconds)
+    user = np.asarray(user, dtype=np.int64)
+    first = np.full(n_users, np.iinfo(np.int64).max)
+    last = np.full(n_users, np.iinfo(np.int64).min)
+    np.minimum.at(first, user, win)
+    np.maximum.at(last, user, win)
+    length = np.maximum(last - first + 1, 0)
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]])
+    return first, length, offset[user] + (win - first[user])
+
+
 def grid(first_ts: float, last_ts: float, seconds: float) -> tuple[int, int]:
     """(first_win, last_win) of the global grid covering ``[first_ts, last_ts]``."""
     return int(math.floor(first_ts / seconds)), int(math.floor(last_ts / seconds))

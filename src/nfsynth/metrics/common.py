@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
 from nfsynth.evalspace import EvalSpace
+from nfsynth.features.windows import user_grid
 
 LN2 = float(np.log(2.0))
 WINDOW_SECONDS = 300.0
@@ -128,16 +129,8 @@ def window_series(
         empty = np.zeros(0)
         return empty.astype(np.int64), empty, empty
     users, uidx = np.unique(flows["user"].astype(str).to_numpy(), return_inverse=True)
-    win = np.floor(pd.to_numeric(flows["ts"]).to_numpy(dtype=float) / window_seconds).astype(
-        np.int64
-    )
-    first = np.full(len(users), np.iinfo(np.int64).max)
-    last = np.full(len(users), np.iinfo(np.int64).min)
-    np.minimum.at(first, uidx, win)
-    np.maximum.at(last, uidx, win)
-    length = last - first + 1
-    offset = np.concatenate([[0], np.cumsum(length)[:-1]])
-    pos = offset[uidx] + (win - first[uidx])
+    ts = pd.to_numeric(flows["ts"]).to_numpy(dtype=float)
+    _, length, pos = user_grid(ts, uidx, len(users), window_seconds)
     total = int(length.sum())
     counts = np.bincount(pos, minlength=total).astype(float)
     bytes_ = pd.to_numeric(flows["bytes"], errors="coerce").fillna(0).to_numpy(dtype=float)

@@ -274,8 +274,7 @@ class NeuralFlowModel(FlowModel):
         self.token_offsets_, self.value_maps_ = {}, {}
         self.activity_, self._activity_target = None, None
         if hp["activity_modulation"] and self.warp_ is not None and val is not None:
-            ts, who = val["ts"].to_numpy(dtype=float), val["user"].astype(str).to_numpy()
-            self._activity_target = normalised_autocovariance(cell_counts(ts, who, self.warp_))
+            self._activity_target = self._counts_autocovariance(val, "user")
         if hp["calibrate"]:
             self._calibrate(enc, seed)
         self._activity_target = self._activity_network = None
@@ -1186,6 +1185,12 @@ class NeuralFlowModel(FlowModel):
         self.value_maps_ = maps
         self.sampler_ = None
 
+    def _counts_autocovariance(self, frame: pd.DataFrame, host: str) -> np.ndarray:
+        """The normalised autocovariance (``neural_activity``, lags 1..``FIT_LAGS``) of the
+        5-minute counts of ``frame``'s hosts (column ``host``) around the pooled rhythm."""
+        ts = pd.to_numeric(frame["ts"]).to_numpy(dtype=float)
+        return normalised_autocovariance(cell_counts(ts, frame[host].to_numpy(), self.warp_))
+
     def _fit_activity(self, frame: pd.DataFrame) -> bool:
         """Fit ``activity_`` (``neural_activity``) from a calibration round's samples of the
         network alone (``frame``: ts, host) and the validation hosts' normalised
@@ -1193,8 +1198,7 @@ class NeuralFlowModel(FlowModel):
         (``activity_modulation`` off, no validation hosts or no time warp)."""
         if self._activity_target is None or self.warp_ is None:
             return False
-        ts, host = frame["ts"].to_numpy(dtype=float), frame["host"].to_numpy()
-        network = normalised_autocovariance(cell_counts(ts, host, self.warp_))
+        network = self._counts_autocovariance(frame, "host")
         target = self._activity_target
         sigma, phi = fit_activity_modulation(target, network)
         self.activity_ = (sigma, phi) if sigma > 0 else None
@@ -1222,8 +1226,7 @@ class NeuralFlowModel(FlowModel):
         sigma changed."""
         assert self.activity_ is not None and self.warp_ is not None
         assert self._activity_target is not None and self._activity_network is not None
-        ts, host = frame["ts"].to_numpy(dtype=float), frame["host"].to_numpy()
-        realised = normalised_autocovariance(cell_counts(ts, host, self.warp_))
+        realised = self._counts_autocovariance(frame, "host")
         sigma, phi = self.activity_
         new = rescaled_sigma(sigma, self._activity_target, self._activity_network, realised)
         self.activity_ = (new, phi)

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.optimize import curve_fit
 from scipy.signal import lfilter
 
+from nfsynth.features.windows import user_grid
 from nfsynth.models.neural_vocab import TimeWarp
 
 CELL_SECONDS = 300.0  # the modulation's grid, the evaluation's window
@@ -56,23 +57,25 @@ def cell_counts(
     any labels (n,). Without a warp the rhythm is flat. Hosts of fewer than ``MIN_CELLS``
     cells are left out."""
     ts = np.asarray(ts, dtype=np.float64)
-    host = np.asarray(host)
-    out = []
     if ts.size == 0:
-        return out
+        return []
+    labels, code = np.unique(np.asarray(host), return_inverse=True)
+    first, length, pos = user_grid(ts, code, len(labels), CELL_SECONDS)
+    counts = np.bincount(pos, minlength=int(length.sum())).astype(np.float64)
+    owner = np.repeat(np.arange(len(labels)), length)
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]])
+    cell = np.arange(counts.size) - offset[owner] + first[owner]  # global window index
     w = np.ones(24) if warp is None else np.asarray(warp.hour_weights, dtype=np.float64)
-    order = np.argsort(host, kind="stable")
-    labels, first = np.unique(host[order], return_index=True)
-    for part in np.split(order, first[1:]):
-        cell = np.floor(ts[part] / CELL_SECONDS).astype(np.int64)
-        c0 = int(cell.min())
-        counts = np.bincount(cell - c0).astype(np.float64)
-        if counts.size < MIN_CELLS:
-            continue
-        mid = (np.arange(counts.size) + c0 + 0.5) * CELL_SECONDS
-        e = w[(np.mod(mid, 86400.0) // 3600.0).astype(np.int64).clip(0, 23)]
-        out.append((counts, e * counts.sum() / e.sum()))
-    return out
+    mid = (cell + 0.5) * CELL_SECONDS
+    rhythm = w[(np.mod(mid, 86400.0) // 3600.0).astype(np.int64).clip(0, 23)]
+    scale = np.bincount(owner, counts) / np.bincount(owner, rhythm)
+    expected = rhythm * scale[owner]
+    bounds = np.cumsum(length)[:-1]
+    return [
+        (c, e)
+        for c, e in zip(np.split(counts, bounds), np.split(expected, bounds), strict=True)
+        if c.size >= MIN_CELLS
+    ]
 
 
 def normalised_autocovariance(

@@ -368,11 +368,12 @@ class StepSampler:
                 r = spec.resolution
                 lat = y
                 if f == "dt" and warp is not None:
-                    gap = scale_gaps(np.exp(y), fac) * 86400.0 / per_day
+                    e = np.exp(y)
+                    gap = scale_gaps(e, fac) * 86400.0 / per_day
                     if clock is None:
                         t1 = warp.inverse(warp.forward(ts, hid) + gap, hid)
                     else:  # the burst part on the warp, the idle part on the host's clock
-                        burst = np.minimum(np.exp(y), SCALE_GAPS_FROM) * 86400.0 / per_day
+                        burst = np.minimum(e, SCALE_GAPS_FROM) * 86400.0 / per_day
                         t_mid = warp.inverse(warp.forward(ts, hid) + burst, hid)
                         t1 = clock.advance(t_mid, gap - burst, host)
                     x = x_net = np.maximum(np.round((t1 - ts) / r) * r, 0.0)
