@@ -106,7 +106,8 @@ def test_every_written_metric_has_a_goal(results):
 def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
     """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
     deriving features, then scores the flow metrics on random rows and the sequence metrics
-    on whole hosts, each drawn with the subsample seed."""
+    on whole hosts, each drawn with the subsample seed; the protocol utility redraws its
+    training flows from the derived sample and the training split."""
     from nfsynth.metrics.common import sample_rows
     from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
 
@@ -130,6 +131,8 @@ def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
         real_seq=subsample_hosts(real, max_rows, 0),
         synthetic_seq=subsample_hosts(derived, max_rows, 0),
         train_seq=subsample_hosts(train, max_rows, 0),
+        synthetic_pool=derived,  # the protocol utility's redraws (evaluation.utility_draws)
+        train_pool=train,
     )
     assert got == pytest.approx(want, nan_ok=True)
 
@@ -161,6 +164,8 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
             real_seq=subsample_hosts(real, cfg["max_rows"], 0),
             synthetic_seq=subsample_hosts(derived, cfg["max_rows"], 0),
             train_seq=subsample_hosts(train, cfg["max_rows"], 0),
+            synthetic_pool=derived,
+            train_pool=train,
         )
 
     assert got == pytest.approx(scored(len(train)), nan_ok=True)

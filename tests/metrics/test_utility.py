@@ -103,3 +103,47 @@ def test_one_stray_flow_of_another_protocol_does_not_sway_the_classifier():
     clean_f1 = train_test_f1(train, test, space)
     assert 0.6 < clean_f1 < 0.99  # the protocols overlap: a classifier with work to do
     assert abs(train_test_f1(stray, test, space) - clean_f1) < 0.01
+
+
+def test_protocol_utility_averages_draws_of_its_training_flows():
+    """Setup: a pool of 4,000 training flows in which 12 UDP flows on port 161 are the only
+    hint for the test split's many such flows, so whether a draw of 1,000 holds a few of them
+    moves the F1. Assert: ``drawn_scores`` is the mean of the documented training sets (the
+    given draw, then redraws of as many flows from the pool with seeds ``seed + 1``...), the
+    draws differ, one draw (or no pool) is the given draw's score, and ``compute`` reports
+    the same means."""
+    import pandas as pd
+
+    from nfsynth.evalspace import EvalSpace
+    from nfsynth.metrics.common import sample_rows
+
+    def flows(n: int, snmp: int, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        udp = rng.random(n) < 0.3
+        dport = np.where(udp, "53", "443").astype(object)
+        dport[:snmp] = "161"
+        udp[:snmp] = True
+        packets = rng.integers(1, 20, n)
+        return pd.DataFrame(
+            {
+                "proto": np.where(udp, 17, 6),
+                "dport": dport,
+                "packets": packets,
+                "bytes": packets * rng.integers(40, 1400, n),
+                "ts": rng.uniform(0, 86400, n),
+            }
+        )
+
+    pool, test = flows(4000, 12, 0), flows(2000, 400, 1)
+    space = EvalSpace.fit(pd.concat([pool, test]), n_bins=8, top_k=8)
+    train = sample_rows(pool, 1000, 0)
+    sets = [train] + [sample_rows(pool, 1000, 7 + d) for d in (1, 2, 3)]
+    singles = [utility_protocol.train_test_scores(t, test, space) for t in sets]
+    assert len({round(m, 6) for m, _ in singles}) > 1  # the draws do move it
+    macro, per_protocol = utility_protocol.drawn_scores(train, test, space, pool, 4, seed=7)
+    assert macro == pytest.approx(np.mean([m for m, _ in singles]))
+    assert per_protocol["udp"] == pytest.approx(np.mean([p["udp"] for _, p in singles]))
+    for args in ((pool, 1), (None, 4), (train, 4)):  # one draw: the given one
+        assert utility_protocol.drawn_scores(train, test, space, *args)[0] == singles[0][0]
+    out = utility_protocol.compute(test, train, space, train, pool, pool, draws=4, seed=7)
+    assert out["tstr_protocol_f1"] == out["trtr_protocol_f1"] == pytest.approx(macro)

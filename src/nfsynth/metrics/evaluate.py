@@ -87,7 +87,7 @@ PREFIX_GOALS: dict[str, str] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "max_rows": 60000,
+    "max_rows": 30000,  # config/schema.yaml's default
     "privacy_rows": 5000,
     "prdc_rows": 5000,
     "prdc_k": 5,
@@ -95,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "forecast_lags": 6,
     "window_seconds": WINDOW_SECONDS,
     "subsample_seed": 0,
+    "utility_draws": 5,
     "rules": list(rules.RULES),
     "tcp_only_ports": list(rules.DEFAULT_TCP_ONLY_PORTS),
 }
@@ -147,13 +148,17 @@ def score(
     real_seq: pd.DataFrame | None = None,
     synthetic_seq: pd.DataFrame | None = None,
     train_seq: pd.DataFrame | None = None,
+    synthetic_pool: pd.DataFrame | None = None,
+    train_pool: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Every metric of ``synthetic`` against the real test flows ``real``.
 
     ``train``: the real training flows (utility baselines, privacy, ``jsd_train_mean``).
     ``raw_synthetic``: the flows the rule checks see (default ``synthetic``). ``model``: a
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
-    sequence metrics (default: the frames above). All frames are user-flow DataFrames; the
+    sequence metrics (default: the frames above). ``*_pool``: the frames ``synthetic`` and
+    ``train`` were drawn from, which the protocol utility redraws from
+    (``evaluation.utility_draws``; None: one draw). All frames are user-flow DataFrames; the
     caller subsamples. Returns ``{metric: value}``.
     """
     real_seq = real if real_seq is None else real_seq
@@ -178,7 +183,9 @@ def score(
             s["rules"], s["tcp_only_ports"])),
         ("density", lambda: density.density_coverage(
             real, synthetic, space, k=int(s["prdc_k"]), max_rows=int(s["prdc_rows"]), seed=seed)),
-        ("utility", lambda: {**utility_protocol.compute(real, synthetic, space, train),
+        ("utility", lambda: {**utility_protocol.compute(real, synthetic, space, train,
+                                                        synthetic_pool, train_pool,
+                                                        int(s["utility_draws"]), seed),
                              **utility_forecast.compute(real_seq, synthetic_seq, train_seq,
                                                         int(s["forecast_lags"]), seconds)}),
         ("privacy", lambda: {**dcr.compute(train, synthetic, real, space,
@@ -247,6 +254,8 @@ def evaluate_sample(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
+        synthetic_pool=synthetic,
+        train_pool=train,
     )
 
 
@@ -274,6 +283,8 @@ def evaluate_reference(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(val, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
+        synthetic_pool=val,
+        train_pool=train,
     )
 
 
