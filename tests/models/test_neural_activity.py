@@ -185,3 +185,30 @@ def test_the_clock_follows_each_host_s_own_rhythm() -> None:
     want = warp.inverse(warp.forward(t, rows) + idle, rows)
     np.testing.assert_allclose(clock.advance(t, idle, np.arange(3)), want, rtol=1e-12)
     assert want[0] - 7200.0 < want[1] - 7200.0  # host 0 is busy at 2 o'clock
+
+
+def test_the_clock_keeps_each_hour_s_volume_or_only_the_period_s() -> None:
+    """Setup: 6 hosts with paths of sigma 0.8, phi 0.9 over a day of the office warp, the
+    grid starting 25 minutes into an hour (a partial first and last hour). Assert: with
+    ``span="hour"`` each host's clock runs as many warped seconds as the warp in every clock
+    hour of the grid, while within the hour it still speeds up and slows down; with
+    ``span="period"`` only the whole grid's total is kept and the hours' shares move by
+    tens of percent; an unknown span is refused."""
+    warp = office_warp()
+    paths = modulation_paths(np.random.default_rng(8), 6, 289, 0.8, 0.9)
+    t0 = 5 * CELL_SECONDS
+    hours = np.arange(1.0, 24.0) * 3600.0
+    edges = np.r_[t0, hours, t0 + 289 * CELL_SECONDS]  # the grid's clock-hour boundaries
+    want = np.diff(warp.forward(edges))
+    rows = np.full(6, -1)
+    spread = {}
+    for span in ("hour", "period"):
+        clock = ActivityClock(warp, rows, paths, t0, span=span)
+        got = np.stack([np.diff(clock.forward(edges, np.full(edges.size, h))) for h in range(6)])
+        spread[span] = np.abs(got / want - 1.0).max()
+        np.testing.assert_allclose(got.sum(axis=1), want.sum(), rtol=1e-9)
+        hour2 = clock.rate[:, 19:31]  # cells of 2:00-3:00, where the warp's rate is constant
+        assert (hour2 / hour2.mean(axis=1, keepdims=True)).std() > 0.2  # m still acts there
+    assert spread["hour"] < 1e-9 < 0.2 < spread["period"]
+    with pytest.raises(ValueError, match="span 'day'"):
+        ActivityClock(warp, rows, paths, t0, span="day")

@@ -49,8 +49,10 @@ With ``gap_copula``, each gap's uniform comes from a Gaussian AR(p) copula fitte
 training to the serial correlation of the training gaps' PITs (``_fit_gap_copula``,
 ``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt.
 With ``activity_modulation``, each synthetic host's idle time runs on a clock modulated by a
-slow log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
-hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``).
+log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
+hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``);
+``activity_span`` says what the path keeps of each host's expected volume: every clock
+hour's (``hour``) or only the period's (``period``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from nfsynth.models.base import (
 )
 from nfsynth.models.neural_activity import (
     CELL_SECONDS,
+    SPANS,
     ActivityClock,
     cell_counts,
     fit_activity_modulation,
@@ -138,7 +141,8 @@ DEFAULTS: dict[str, Any] = {
     "self_history": 0.8,
     "host_rhythm": 0.0,
     "gap_copula": False,
-    "activity_modulation": False,
+    "activity_modulation": True,
+    "activity_span": "hour",
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -208,6 +212,9 @@ class NeuralFlowModel(FlowModel):
         unknown = set(hyperparameters) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"NeuralFlowModel: unknown hyperparameters {sorted(unknown)}")
+        span = hyperparameters.get("activity_span", DEFAULTS["activity_span"])
+        if span not in SPANS:
+            raise ValueError(f"NeuralFlowModel: activity_span {span!r} is not one of {SPANS}")
         super().__init__(**{**DEFAULTS, **hyperparameters})
         self.net_: FlowNet | None = None
         self.vocabs_: dict[str, CategoricalVocab] = {}
@@ -932,7 +939,8 @@ class NeuralFlowModel(FlowModel):
             n_cells = math.ceil((float(start) + days * SECONDS_PER_DAY - t0) / CELL_SECONDS) + 1
             sigma, phi = self.activity_
             paths = modulation_paths(rng, len(rates), n_cells, sigma, phi)
-            clock = ActivityClock(self.warp_, np.asarray(hids), paths, t0)
+            span = str(self.hyperparameters["activity_span"])
+            clock = ActivityClock(self.warp_, np.asarray(hids), paths, t0, span)
         rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids), clock)
         max_steps = int(max(2000, 20 * np.max(rows["flows"], initial=1.0)))
         row_hids = np.asarray(hids)[rows["host"]]
@@ -1315,6 +1323,8 @@ class NeuralFlowModel(FlowModel):
     @classmethod
     def load(cls, path: str | Path) -> NeuralFlowModel:
         hyperparameters, state, arrays, space = read_model_files(path, cls.kind)
+        if state.get("activity") is not None:  # saved before the span was a choice: the
+            hyperparameters.setdefault("activity_span", "period")  # span it was fitted with
         model = cls(**hyperparameters)
         model.device_ = pick_device(hyperparameters.get("device", "auto"))
         model.space_ = space

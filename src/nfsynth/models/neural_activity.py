@@ -36,6 +36,9 @@ from nfsynth.features.windows import user_grid
 from nfsynth.models.neural_vocab import TimeWarp
 
 CELL_SECONDS = 300.0  # the modulation's grid, the evaluation's window
+#: what each host's path keeps of the warp's volume (``ActivityClock``): each clock hour's
+#: or only the whole period's
+SPANS = ("hour", "period")
 #: lags (cells) the modulation is fitted on: 2 hours, beyond which the daily rhythm rules
 FIT_LAGS = 24
 #: a host's counts enter the fit with at least this many cells (two fitted spans)
@@ -178,21 +181,38 @@ class ActivityClock:
     a multiple of ``CELL_SECONDS``); ``rows`` (n_hosts,): each host's row of ``warp`` (its
     rhythm; ``TimeWarp.forward``). In cell ``c`` a host's clock ticks ``m[c] x w(hour)``
     warped seconds per second, so over a span where ``m = 1`` it is the warp itself. Each
-    host's path is first rescaled so that its clock covers as many warped seconds over the
-    grid as the warp does: the modulation moves a host's activity within the span, not its
-    expected flow count (unscaled, one day of a path of ``sigma`` 0.6 and ``phi`` 0.83
-    varies a host's count by about 13%, which reshuffled the mix of busy and quiet hosts
-    behind every pooled marginal, docs/neural.md section 27). Beyond the grid's end the
-    clock stops (``advance`` returns the grid's end: a row sampled past its end stops
-    there)."""
+    host's path is first rescaled so that its clock covers as many warped seconds as the
+    warp does over each ``span``: ``"hour"``, each clock hour of the grid (a host keeps its
+    expected flows in every hour, and the modulation moves its activity within the hour
+    only), or ``"period"``, the whole grid. Unscaled, one day of a path of ``sigma`` 0.6 and
+    ``phi`` 0.83 varies a host's count by about 13%, which reshuffled the mix of busy and
+    quiet hosts behind every pooled marginal; kept per period only, it draws which hosts
+    are active in each hour, which the hour-conditioned marginals of held-out hosts pay
+    for (docs/neural.md sections 27 and 28). Beyond the grid's end the clock stops
+    (``advance`` returns the grid's end: a row sampled past its end stops there)."""
 
-    def __init__(self, warp: TimeWarp, rows: np.ndarray, modulation: np.ndarray, t0: float) -> None:
+    def __init__(
+        self,
+        warp: TimeWarp,
+        rows: np.ndarray,
+        modulation: np.ndarray,
+        t0: float,
+        span: str = "hour",
+    ) -> None:
+        if span not in SPANS:
+            raise ValueError(f"ActivityClock: span {span!r} is not one of {SPANS}")
         m = np.asarray(modulation, dtype=np.float64)
         n_hosts, n_cells = m.shape
         self.t0, self.n_cells = float(t0), n_cells
         mid = self.t0 + (np.arange(n_cells) + 0.5) * CELL_SECONDS
         hour = (np.mod(mid, 86400.0) // 3600.0).astype(np.int64).clip(0, 23)
         base = warp.hour_rates(rows)[:, hour]  # (n_hosts, n_cells) the warp's rate
+        if span == "hour" and n_cells:  # the warp's rate is constant within a clock hour
+            block = (mid // 3600.0).astype(np.int64)
+            starts = np.flatnonzero(np.r_[True, np.diff(block) != 0])
+            size = np.diff(np.r_[starts, n_cells])
+            mean = np.add.reduceat(m, starts, axis=1) / size
+            m = m / np.repeat(mean, size, axis=1)
         m = m * (base.sum(axis=1, keepdims=True) / (m * base).sum(axis=1, keepdims=True))
         self.rate = m * base  # warped seconds per second
         cum = np.cumsum(self.rate * CELL_SECONDS, axis=1)
