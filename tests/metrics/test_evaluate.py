@@ -79,6 +79,28 @@ def test_files_round_trip_through_the_summary(results, tmp_path):
     assert len(table) == len(reference) + len(resample) + 1
 
 
+def test_the_dataset_ceiling_is_what_every_sample_would_compute(users, results, tmp_path):
+    """Setup: the dataset's ceiling computed once (``dataset_ceiling``) and written as rule
+    ``ceiling`` writes it. Assert: it holds the train-on-real figures only; a sample and the
+    reference scored with it read exactly what they compute without it; a metrics file of
+    another kind is refused as a ceiling, naming the file and the metric."""
+    from nfsynth.metrics.evaluate import dataset_ceiling, read_ceiling
+
+    reference, resample = results
+    space = EvalSpace.fit(users.subset("train"))
+    ceiling = dataset_ceiling(users, space, CFG)
+    write_metrics(tmp_path / "ceiling.json", ceiling, dataset="sim")
+    assert ceiling == {k: v for k, v in resample.items() if k.startswith("trtr_")}
+    sample = column_resample(make_raw(14, n_users=8, prefix="synth-"), seed=3)
+    sample = sample.drop(columns=["src", "dst"]).assign(src="x", dst="y")
+    read = read_ceiling(tmp_path / "ceiling.json")
+    assert evaluate_sample(users, space, sample, None, CFG, INTERNAL, read) == resample
+    assert evaluate_reference(users, space, CFG, INTERNAL, read) == reference
+    write_metrics(tmp_path / "other.json", resample)
+    with pytest.raises(ValueError, match=r"other\.json: not a ceiling file: metric 'acf_mae'"):
+        read_ceiling(tmp_path / "other.json")
+
+
 def test_subsample_keeps_whole_hosts_then_a_contiguous_prefix():
     flows = pd.DataFrame(
         {

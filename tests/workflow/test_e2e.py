@@ -96,6 +96,31 @@ def test_model_edit_reruns_only_that_model(workdir: Path):
     assert model_outputs and all("/b2/" in o for o in model_outputs), model_outputs
 
 
+def test_evaluation_edit_rescores_and_reruns_the_ceiling_only_for_its_own_settings(
+    workdir: Path,
+):
+    """An evaluation setting the ceiling does not read (prdc_k) rescores every sample and
+    the reference, and leaves the train-on-real ceiling and every model alone; one it reads
+    (utility_draws) reruns the ceiling of each dataset too."""
+    write_config(workdir, "edit_eval.yaml", lambda c: c["evaluation"].update(prdc_k=4))
+    jobs = planned_jobs(
+        snakemake(workdir, "-n", "results/report.html", configfile="config/edit_eval.yaml").stdout
+    )
+    n_samples = 2 * 3 * 2  # datasets x models x seeds
+    assert jobs == {
+        "evaluate": n_samples,
+        "reference": 2,
+        "summarize": 1,
+        "report": 1,
+    }, jobs
+    write_config(workdir, "edit_draws.yaml", lambda c: c["evaluation"].update(utility_draws=2))
+    jobs = planned_jobs(
+        snakemake(workdir, "-n", "results/report.html", configfile="config/edit_draws.yaml").stdout
+    )
+    assert jobs.get("ceiling") == 2 and jobs.get("evaluate") == n_samples, jobs
+    assert "train" not in jobs and "sample" not in jobs, jobs
+
+
 def test_window_edit_reruns_windows_and_downstream_not_ingest(workdir: Path):
     write_config(
         workdir, "edit_windows.yaml", lambda c: c.setdefault("windows", {}).update(seconds=600)

@@ -175,6 +175,16 @@ def all_metric_files(wildcards=None):
     )
 
 
+#: the evaluation settings the train-on-real ceiling depends on (rule ceiling's params)
+CEILING_KEYS = ("max_rows", "subsample_seed", "utility_draws", "forecast_lags")
+
+
+def ceiling_settings():
+    """The slice of `evaluation` that rule ceiling reads: editing another evaluation setting
+    rescores the samples but leaves the ceiling."""
+    return {key: config["evaluation"][key] for key in CEILING_KEYS}
+
+
 def dataset_internal(wildcards):
     """The dataset's internal-address filter (CIDR blocks and name patterns)."""
     return config["datasets"][wildcards.dataset].get("internal", [])

@@ -4,6 +4,7 @@ rule evaluate:
         space="results/{dataset}/evalspace.json",
         model="results/{dataset}/models/{model}/seed{seed}",
         sample="results/{dataset}/samples/{model}/seed{seed}.parquet",
+        ceiling="results/{dataset}/metrics/ceiling.json",
     output:
         metrics="results/{dataset}/metrics/{model}/seed{seed}.json",
     log:
@@ -21,10 +22,31 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+rule ceiling:
+    input:
+        unpack(user_tables),
+        space="results/{dataset}/evalspace.json",
+    output:
+        metrics="results/{dataset}/metrics/ceiling.json",
+    log:
+        "logs/ceiling/{dataset}.log",
+    benchmark:
+        "benchmarks/ceiling/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        evaluation=ceiling_settings(),
+    script:
+        "../scripts/ceiling.py"
+
+
 rule reference:
     input:
         unpack(user_tables),
         space="results/{dataset}/evalspace.json",
+        ceiling="results/{dataset}/metrics/ceiling.json",
     output:
         metrics="results/{dataset}/metrics/reference.json",
     log:

@@ -19,6 +19,7 @@ evaluate_files(
     out_path=snakemake.output.metrics,
     cfg=dict(snakemake.params.evaluation),
     internal=list(snakemake.params.internal),
+    ceiling_path=snakemake.input.ceiling,
     dataset=snakemake.wildcards.dataset,
     model=snakemake.wildcards.model,
     seed=int(snakemake.wildcards.seed),

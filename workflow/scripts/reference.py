@@ -17,6 +17,7 @@ reference_files(
     out_path=snakemake.output.metrics,
     cfg=dict(snakemake.params.evaluation),
     internal=list(snakemake.params.internal),
+    ceiling_path=snakemake.input.ceiling,
     dataset=snakemake.wildcards.dataset,
     model="real",
 )

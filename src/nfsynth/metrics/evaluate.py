@@ -150,6 +150,7 @@ def score(
     train_seq: pd.DataFrame | None = None,
     synthetic_pool: pd.DataFrame | None = None,
     train_pool: pd.DataFrame | None = None,
+    ceiling: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Every metric of ``synthetic`` against the real test flows ``real``.
 
@@ -158,8 +159,10 @@ def score(
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
     sequence metrics (default: the frames above). ``*_pool``: the frames ``synthetic`` and
     ``train`` were drawn from, which the protocol utility redraws from
-    (``evaluation.utility_draws``; None: one draw). All frames are user-flow DataFrames; the
-    caller subsamples. Returns ``{metric: value}``.
+    (``evaluation.utility_draws``; None: one draw). ``ceiling``: the train-on-real figures
+    (``utility_ceiling``) where the caller has them (the same for every sample of a
+    dataset); None: computed here. All frames are user-flow DataFrames; the caller
+    subsamples. Returns ``{metric: value}``.
     """
     real_seq = real if real_seq is None else real_seq
     synthetic_seq = synthetic if synthetic_seq is None else synthetic_seq
@@ -183,11 +186,13 @@ def score(
             s["rules"], s["tcp_only_ports"])),
         ("density", lambda: density.density_coverage(
             real, synthetic, space, k=int(s["prdc_k"]), max_rows=int(s["prdc_rows"]), seed=seed)),
-        ("utility", lambda: {**utility_protocol.compute(real, synthetic, space, train,
-                                                        synthetic_pool, train_pool,
-                                                        int(s["utility_draws"]), seed),
-                             **utility_forecast.compute(real_seq, synthetic_seq, train_seq,
-                                                        int(s["forecast_lags"]), seconds)}),
+        ("utility", lambda: {
+            **utility_protocol.figures(utility_protocol.NAME, synthetic, real, space,
+                                       synthetic_pool, int(s["utility_draws"]), seed),
+            utility_forecast.NAME: utility_forecast.train_test_mse(
+                synthetic_seq, real_seq, int(s["forecast_lags"]), seconds),
+            **(utility_ceiling(real, train, space, s, real_seq, train_seq, train_pool)
+               if ceiling is None else ceiling)}),
         ("privacy", lambda: {**dcr.compute(train, synthetic, real, space,
                                            max_rows=int(s["privacy_rows"]), seed=seed),
                              **exact_copy.compute(train, synthetic, real)}),
@@ -203,6 +208,51 @@ def score(
     return out
 
 
+def utility_ceiling(
+    real: pd.DataFrame,
+    train: pd.DataFrame,
+    space: EvalSpace,
+    cfg: dict[str, Any] | None = None,
+    real_seq: pd.DataFrame | None = None,
+    train_seq: pd.DataFrame | None = None,
+    train_pool: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """The train-on-real utility figures (``trtr_protocol_f1`` and per protocol, averaged
+    over ``evaluation.utility_draws`` draws from ``train_pool``; ``trtr_forecast_mse``): the
+    ceilings the TSTR figures compare with, a property of the dataset's split, the same for
+    every sample. Frames as for ``score``."""
+    s = _settings(cfg)
+    seed = int(s["subsample_seed"])
+    real_seq = real if real_seq is None else real_seq
+    train_seq = train if train_seq is None else train_seq
+    return {
+        **utility_protocol.figures("trtr_protocol_f1", train, real, space, train_pool,
+                                   int(s["utility_draws"]), seed),
+        "trtr_forecast_mse": utility_forecast.train_test_mse(
+            train_seq, real_seq, int(s["forecast_lags"]), float(s["window_seconds"])),
+    }  # fmt: skip
+
+
+def dataset_ceiling(
+    users: Any, space: EvalSpace, cfg: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """``utility_ceiling`` of a dataset's user tables, on the flows ``evaluate_sample``
+    draws (the test and training splits at ``evaluation.max_rows``, whole hosts for the
+    forecast): rule ``ceiling``, computed once per dataset for every sample's scoring."""
+    s = _settings(cfg)
+    max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
+    real, train = users.subset("test"), users.subset("train")
+    return utility_ceiling(
+        sample_rows(real, max_rows, seed),
+        sample_rows(train, max_rows, seed),
+        space,
+        s,
+        real_seq=subsample_hosts(real, max_rows, seed),
+        train_seq=subsample_hosts(train, max_rows, seed),
+        train_pool=train,
+    )
+
+
 def evaluate_sample(
     users: Any,
     space: EvalSpace,
@@ -210,12 +260,14 @@ def evaluate_sample(
     model_dir: str | Path | None,
     cfg: dict[str, Any] | None = None,
     internal: Any = None,
+    ceiling: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Metrics of one model's sample (``schema.SAMPLE_SCHEMA``) against the real test split.
 
     ``users``: a ``features.tables.UserTables``; ``model_dir``: the saved model (for
     ``nll_bits``; None leaves it out); ``cfg``: the ``evaluation`` config slice;
-    ``internal``: the dataset's internal-address patterns (``peer_kind`` of the sample).
+    ``internal``: the dataset's internal-address patterns (``peer_kind`` of the sample);
+    ``ceiling``: the dataset's ``dataset_ceiling`` (None: computed here).
     """
     s = _settings(cfg)
     max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
@@ -256,11 +308,16 @@ def evaluate_sample(
         train_seq=subsample_hosts(train, max_rows, seed),
         synthetic_pool=synthetic,
         train_pool=train,
+        ceiling=ceiling,
     )
 
 
 def evaluate_reference(
-    users: Any, space: EvalSpace, cfg: dict[str, Any] | None = None, internal: Any = None
+    users: Any,
+    space: EvalSpace,
+    cfg: dict[str, Any] | None = None,
+    internal: Any = None,
+    ceiling: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The same metrics with the real validation split standing in for a sample.
 
@@ -285,6 +342,7 @@ def evaluate_reference(
         train_seq=subsample_hosts(train, max_rows, seed),
         synthetic_pool=val,
         train_pool=train,
+        ceiling=ceiling,
     )
 
 
@@ -313,9 +371,11 @@ def evaluate_files(
     out_path: str | Path,
     cfg: dict[str, Any] | None = None,
     internal: Any = None,
+    ceiling_path: str | Path | None = None,
     **meta: Any,
 ) -> dict[str, float]:
-    """Rule ``evaluate``: read the user tables, the space and the sample, write the JSON."""
+    """Rule ``evaluate``: read the user tables, the space, the sample and the dataset's
+    ceiling (``ceiling_files``; None: computed here), write the JSON."""
     import pyarrow.parquet as pq
 
     from nfsynth.features.tables import UserTables
@@ -324,7 +384,8 @@ def evaluate_files(
     users = UserTables.load(users_dir)
     space = EvalSpace.load(space_path)
     sample = pq.read_table(sample_path)
-    metrics = evaluate_sample(users, space, sample, model_dir, cfg, internal)
+    ceiling = read_ceiling(ceiling_path)
+    metrics = evaluate_sample(users, space, sample, model_dir, cfg, internal, ceiling)
     write_metrics(out_path, metrics, **meta, seconds=round(time.perf_counter() - t0, 3))
     log.info("%d metrics in %.1f s -> %s", len(metrics), time.perf_counter() - t0, out_path)
     return metrics
@@ -336,6 +397,7 @@ def reference_files(
     out_path: str | Path,
     cfg: dict[str, Any] | None = None,
     internal: Any = None,
+    ceiling_path: str | Path | None = None,
     **meta: Any,
 ) -> dict[str, float]:
     """Rule ``reference``: the real validation split scored against the test split."""
@@ -343,7 +405,40 @@ def reference_files(
 
     t0 = time.perf_counter()
     users = UserTables.load(users_dir)
-    metrics = evaluate_reference(users, EvalSpace.load(space_path), cfg, internal)
+    ceiling = read_ceiling(ceiling_path)
+    metrics = evaluate_reference(users, EvalSpace.load(space_path), cfg, internal, ceiling)
     write_metrics(out_path, metrics, **meta, seconds=round(time.perf_counter() - t0, 3))
     log.info("%d metrics in %.1f s -> %s", len(metrics), time.perf_counter() - t0, out_path)
     return metrics
+
+
+def ceiling_files(
+    users_dir: str | Path,
+    space_path: str | Path,
+    out_path: str | Path,
+    cfg: dict[str, Any] | None = None,
+    **meta: Any,
+) -> dict[str, float]:
+    """Rule ``ceiling``: the dataset's train-on-real figures (``dataset_ceiling``) as JSON,
+    read by every ``evaluate`` and ``reference`` job of the dataset."""
+    from nfsynth.features.tables import UserTables
+
+    t0 = time.perf_counter()
+    users = UserTables.load(users_dir)
+    metrics = dataset_ceiling(users, EvalSpace.load(space_path), cfg)
+    write_metrics(out_path, metrics, **meta, seconds=round(time.perf_counter() - t0, 3))
+    log.info("%d ceiling figures in %.1f s -> %s", len(metrics), time.perf_counter() - t0, out_path)
+    return metrics
+
+
+def read_ceiling(path: str | Path | None) -> dict[str, float] | None:
+    """The figures ``ceiling_files`` wrote (``{metric: value}``, null as NaN); None without
+    a path. A file of other metrics is refused, naming the file and the metric."""
+    if path is None:
+        return None
+    doc = json.loads(Path(path).read_text())
+    out = {k: float("nan") if v is None else float(v) for k, v in doc["metrics"].items()}
+    stray = [k for k in out if not k.startswith("trtr_")]
+    if stray:
+        raise ValueError(f"{path}: not a ceiling file: metric {stray[0]!r} is not a trtr_ figure")
+    return out

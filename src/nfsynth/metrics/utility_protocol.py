@@ -142,6 +142,23 @@ def drawn_scores(
     return float(np.mean(macro)), {n: float(np.mean([p[n] for _, p in scores])) for n in names}
 
 
+def figures(
+    key: str,
+    source: pd.DataFrame,
+    real: pd.DataFrame,
+    space: EvalSpace,
+    pool: pd.DataFrame | None = None,
+    draws: int = 1,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``{key: macro-F1, key_<protocol>: F1 of each protocol of the test flows}`` on the
+    real test flows ``real`` of the classifier trained on ``source``, averaged over
+    ``draws`` training sets (``drawn_scores``; ``pool``: the flows ``source`` was drawn
+    from). ``key``: ``NAME`` for a sample, ``trtr_protocol_f1`` for the training split."""
+    macro, per_protocol = drawn_scores(source, real, space, pool, draws, seed)
+    return {key: macro, **{f"{key}_{name}": f1 for name, f1 in per_protocol.items()}}
+
+
 def compute(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -155,15 +172,10 @@ def compute(
     """``{"tstr_protocol_f1": ..., "trtr_protocol_f1": ...}`` (macro-F1) and the F1 of each
     protocol of the test flows, ``tstr_protocol_f1_<name>`` and ``trtr_protocol_f1_<name>``
     (``protocol_names``); ``real`` is the real test split, ``train`` the real training
-    split. Each is averaged over ``draws`` training sets (``drawn_scores``): ``synthetic``
+    split. Each is averaged over ``draws`` training sets (``figures``): ``synthetic``
     and ``train``, then redraws of as many flows from ``synthetic_pool`` and
     ``train_pool``."""
-    out = {}
-    for key, source, pool in (
-        (NAME, synthetic, synthetic_pool),
-        ("trtr_protocol_f1", train, train_pool),
-    ):
-        macro, per_protocol = drawn_scores(source, real, space, pool, draws, seed)
-        out[key] = macro
-        out.update({f"{key}_{name}": f1 for name, f1 in per_protocol.items()})
-    return out
+    return {
+        **figures(NAME, synthetic, real, space, synthetic_pool, draws, seed),
+        **figures("trtr_protocol_f1", train, real, space, train_pool, draws, seed),
+    }
