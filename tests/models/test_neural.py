@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -1091,7 +1092,8 @@ def test_activity_modulation_gives_hosts_the_slow_activity_the_network_misses(tm
     the network's own (sigma over 0.3); with it the synthetic hosts' 5-minute counts keep
     more of the validation hosts' normalised autocovariance at 2-6 windows than without,
     their flows per host stay within 10% of the unmodulated sample's; saved and loaded, the
-    model keeps the modulation and samples the same flows. Kept per clock hour, the
+    model keeps the modulation and samples the same flows, and one saved before the span was
+    a choice loads with the span it was fitted with. Kept per clock hour, the
     modulation still raises the counts' autocovariance at one window, while each host's
     hourly counts scatter around its expected ones as little as without a modulation (over
     the period, much more)."""
@@ -1108,6 +1110,13 @@ def test_activity_modulation_gives_hosts_the_slow_activity_the_network_misses(tm
     again = NeuralFlowModel.load(tmp_path / "m")
     assert again.activity_ == model.activity_
     pd.testing.assert_frame_equal(again.sample(8, 86400.0, 2.0, seed=2).to_pandas(), frame)
+    meta_path = tmp_path / "m" / "model.json"  # a model saved before the span was a choice
+    meta = json.loads(meta_path.read_text())
+    del meta["hyperparameters"]["activity_span"]
+    meta_path.write_text(json.dumps(meta))
+    older = NeuralFlowModel.load(tmp_path / "m")
+    assert older.hyperparameters["activity_span"] == "period"  # the span it was fitted with
+    pd.testing.assert_frame_equal(older.sample(8, 86400.0, 2.0, seed=2).to_pandas(), frame)
     again.hyperparameters["activity_span"], again.sampler_ = "hour", None
     hourly = again.sample(8, 86400.0, 2.0, seed=2).to_pandas()
     model.activity_, model.sampler_ = None, None
