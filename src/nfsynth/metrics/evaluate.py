@@ -49,6 +49,7 @@ from nfsynth.metrics import (
     wasserstein,
 )
 from nfsynth.metrics.common import WINDOW_SECONDS, sample_rows, subsample_hosts
+from nfsynth.metrics.summary import read_metrics_file
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +437,7 @@ def read_ceiling(path: str | Path | None) -> dict[str, float] | None:
     a path. A file of other metrics is refused, naming the file and the metric."""
     if path is None:
         return None
-    doc = json.loads(Path(path).read_text())
+    doc = read_metrics_file(path)
     out = {k: float("nan") if v is None else float(v) for k, v in doc["metrics"].items()}
     stray = [k for k in out if not k.startswith("trtr_")]
     if stray:

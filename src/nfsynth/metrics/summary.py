@@ -20,11 +20,17 @@ REFERENCE_MODEL = "real"
 _SEED = re.compile(r"seed(\d+)\.json$")
 
 
-def _read(path: str | Path) -> dict:
+def read_metrics_file(path: str | Path) -> dict:
+    """The JSON document of a metrics file (``evaluate.write_metrics``: ``metrics``, ``goals``
+    and the file's dataset, model and seed); a file that is not JSON, or has no ``metrics``
+    object, is refused, naming the file (and the line)."""
     try:
-        return json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from err
+    if "metrics" not in doc:
+        raise ValueError(f"{path}: no `metrics` object")
+    return doc
 
 
 def _rows(path: str | Path, reference: bool) -> list[dict]:
@@ -32,9 +38,7 @@ def _rows(path: str | Path, reference: bool) -> list[dict]:
     (``results/{dataset}/metrics/{model}/seed{seed}.json``,
     ``results/{dataset}/metrics/reference.json``)."""
     p = Path(path)
-    doc = _read(p)
-    if "metrics" not in doc:
-        raise ValueError(f"{p}: no `metrics` object")
+    doc = read_metrics_file(p)
     if reference:
         dataset = doc.get("dataset", p.parent.parent.name)
         model, seed = REFERENCE_MODEL, 0
