@@ -5,6 +5,10 @@
   ``rejects.csv`` (see ``nfsynth.io.ingest``).
 - ``nfsynth simulate --out DIR --seed S --days D [--workstations N ...] [--no-truncate]``:
   LANL-2017-format day files (``netflow_day-NN.bz2``) and ``labels.csv``.
+- ``nfsynth sample MODEL_DIR --hosts N --start WHEN --out FILE [--days D] [--role R]
+  [--seed S] [--threads T]``: synthetic flows of a saved model (a workflow's
+  ``results/<dataset>/models/<model>/seed<N>``) as Parquet; ``--role`` samples hosts of one
+  role (``schema.ROLES``; neural models only). The same model and seed give the same rows.
 
 Bad input or arguments end with exit code 2 and a one-line error on stderr, never a traceback.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
 from nfsynth.io.errors import IngestError
+from nfsynth.schema import ROLES
 
 log = logging.getLogger("nfsynth")
 
@@ -36,6 +42,31 @@ def _ratio(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _moment(text: str) -> float:
+    """Epoch seconds (UTC) of an ISO date/time (no zone: UTC) or of a number of seconds."""
+    from nfsynth.models.base import start_seconds
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None and math.isfinite(seconds):
+        return seconds
+    try:
+        return start_seconds(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date/time (2016-04-12, 2016-04-12T08:00) or epoch seconds: {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--scans", type=int, default=6)
     sim.add_argument("--no-truncate", action="store_true",
                      help="write complete archives (default: cut the last block, as LANL's)")  # fmt: skip
+
+    smp = sub.add_parser("sample", help="synthetic flows of a saved model, as Parquet")
+    smp.add_argument("model", type=Path, metavar="MODEL_DIR",
+                     help="a saved model's folder, e.g. results/sim/models/neural/seed1")  # fmt: skip
+    smp.add_argument("--hosts", type=_positive_int, required=True, help="synthetic hosts")
+    smp.add_argument("--start", type=_moment, required=True,
+                     help="first moment, UTC: ISO date/time or epoch seconds")  # fmt: skip
+    smp.add_argument("--days", type=_positive_float, default=1.0, help="days per host (1)")
+    smp.add_argument("--role", choices=ROLES, default=None,
+                     help="hosts of this role only (a neural model conditions on it)")  # fmt: skip
+    smp.add_argument("--seed", type=int, default=1, help="same seed, same rows (1)")
+    smp.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (2)")
+    smp.add_argument("--out", required=True, type=Path, help="Parquet file to write")
     return parser
 
 
@@ -102,6 +146,24 @@ def _simulate(args: argparse.Namespace) -> dict:
     )
 
 
+def _sample(args: argparse.Namespace) -> dict:
+    from nfsynth.models.pipeline import sample_to_file
+
+    return sample_to_file(
+        args.model,
+        args.hosts,
+        args.start,
+        args.days,
+        args.seed,
+        args.out,
+        role=args.role,
+        threads=args.threads,
+    )
+
+
+COMMANDS = {"ingest": _ingest, "simulate": _simulate, "sample": _sample}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``nfsynth``; returns the exit code (0 ok, 2 bad input or arguments)."""
     args = build_parser().parse_args(argv)
@@ -111,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        summary = _ingest(args) if args.command == "ingest" else _simulate(args)
+        summary = COMMANDS[args.command](args)
     except (IngestError, ValueError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"nfsynth {args.command}: error: {message}", file=sys.stderr)

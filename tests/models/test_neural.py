@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -174,6 +175,31 @@ def test_role_conditions_samples(fitted: NeuralFlowModel) -> None:
     assert (dns["proto"] == 17).mean() > 0.9
     assert (web["sport"].astype(str) == "53").mean() < 0.05
     assert web["user"].str.startswith("synth-out_external-").all()
+
+
+def test_cli_samples_hosts_of_a_chosen_role(
+    fitted: NeuralFlowModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Setup: the fitted planted model, saved. Run: ``nfsynth sample --role``. Assert: the
+    role's hosts come out as that role's (HTTPS out), named for it; a role no training host
+    has is refused with the roles it has (its embedding was never trained)."""
+    from nfsynth.cli import main
+
+    fitted.save(tmp_path / "m")
+    out = tmp_path / "web.parquet"
+    args = ["sample", str(tmp_path / "m"), "--hosts", "3", "--start", "1970-01-01T08:00",
+            "--days", "0.4", "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--role", "out_external"]) == 0
+    web = pd.read_parquet(out)
+    assert json.loads(capsys.readouterr().out)["flows"] == len(web) > 50
+    assert (web["dport"].astype(str) == "443").mean() > 0.9
+    assert web["user"].str.startswith("synth-out_external-").all()
+    assert main([*args, "--role", "internal"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no training host has role 'internal'" in err
+    assert "in_external, out_external" in err
+    with pytest.raises(ValueError, match="no training host has role 'both'"):
+        fitted.sample(2, 0.0, 0.1, seed=1, role="both")
 
 
 def test_samples_are_valid_and_seeded(fitted: NeuralFlowModel) -> None:

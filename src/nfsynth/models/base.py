@@ -36,6 +36,9 @@ class FlowModel(ABC):
     """Base class of every generator. ``__init__`` only stores hyperparameters."""
 
     kind: ClassVar[str] = ""
+    #: whether ``sample(role=...)`` conditions the hosts on the role (the neural model);
+    #: elsewhere the role only names the synthetic hosts
+    conditions_on_role: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters: Any) -> None:
         self.hyperparameters: dict[str, Any] = dict(hyperparameters)

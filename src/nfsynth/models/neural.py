@@ -207,6 +207,7 @@ class NeuralFlowModel(FlowModel):
     """Autoregressive neural generator of per-host flow sequences (see module docstring)."""
 
     kind = "neural"
+    conditions_on_role = True
 
     def __init__(self, **hyperparameters: Any) -> None:
         unknown = set(hyperparameters) - set(DEFAULTS)
@@ -908,8 +909,16 @@ class NeuralFlowModel(FlowModel):
         """Role ids, activity levels (log10 flows/day) and training-host ids of ``n``
         synthetic hosts: the training hosts' profiles (of ``role`` when given) in a random
         order, cycled, so ``n`` = the training host count reproduces the training
-        population exactly (the busiest hosts dominate every marginal)."""
+        population exactly (the busiest hosts dominate every marginal). A ``role`` no
+        training host has is refused: its embedding was never trained, so the hosts would
+        be another role's under its name."""
         hosts = [(r, v, i) for i, (r, v) in enumerate(self.train_hosts_)]
+        if role is not None and hosts and all(h[0] != role for h in hosts):
+            known = sorted({h[0] for h in hosts})
+            raise ValueError(
+                f"no training host has role {role!r}, so the model cannot condition on it; "
+                f"its training hosts' roles: {', '.join(known)}"
+            )
         hosts = hosts or [("both", 3.0, len(self.host_ids_))]
         pool = [h for h in hosts if role is None or h[0] == role] or hosts
         pick = np.resize(rng.permutation(len(pool)), n)

@@ -5,7 +5,9 @@
   ``training.json``: rows, seconds, held-out NLL on the validation split in bits per flow);
 - ``sample_model(model_dir, split_path, sampling, seed, out_path, hosts_path)``: rule
   ``sample``; ``start: auto`` is midnight UTC of the first test day (day split) or of the
-  dataset's first day (host split); ``n_users: auto`` is the training split's host count.
+  dataset's first day (host split); ``n_users: auto`` is the training split's host count;
+- ``sample_to_file(model_dir, n_users, start, days, seed, out_path, role=...)``: what
+  ``sample_model`` and ``nfsynth sample`` run (a role-conditioned sample of any saved model).
 """
 
 from __future__ import annotations
@@ -190,16 +192,53 @@ def sample_model(
     split = json.loads(Path(split_path).read_text())
     start = sample_start(str(sampling.get("start", "auto")), split, hosts_path)
     n_users = sample_host_count(sampling.get("n_users", "auto"), hosts_path)
-    model = registry.load(str(model_dir))
+    summary = sample_to_file(
+        model_dir, n_users, start, float(sampling["days"]), int(seed), out_path, threads=threads
+    )
+    return int(summary["flows"])
+
+
+def sample_to_file(
+    model_dir: str | Path,
+    n_users: int,
+    start: float,
+    days: float,
+    seed: int,
+    out_path: str | Path,
+    *,
+    role: str | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Load the saved model in ``model_dir`` (any kind) and write ``n_users`` synthetic
+    hosts over ``days`` days from ``start`` (epoch seconds, UTC) to the Parquet file
+    ``out_path`` (``schema.SAMPLE_SCHEMA``), with at most ``threads`` CPU threads. ``role``
+    (one of ``schema.ROLES``) samples hosts of that role; a model that does not condition on
+    the role (``conditions_on_role``) is refused, as it would only rename its hosts.
+    Returns ``{"flows", "hosts", "role", "start", "days", "seconds", "out"}``."""
+    model = registry.load(model_dir)
+    if role is not None and not model.conditions_on_role:
+        raise ValueError(
+            f"{model_dir}: a {model.kind!r} model does not condition on the host role "
+            "(only a neural model does); sample it without a role"
+        )
     limit_threads(threads)
     t0 = time.perf_counter()
-    table = model.sample(n_users, start, float(sampling["days"]), seed=int(seed))
+    table = model.sample(int(n_users), float(start), float(days), seed=int(seed), role=role)
     seconds = time.perf_counter() - t0
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out_path)
+    when = datetime.fromtimestamp(float(start), UTC).isoformat()
     log.info(
-        "sampled %d flows of %d hosts over %.2f days from %s in %.2f s (%.0f flows/s)",
-        table.num_rows, n_users, float(sampling["days"]),
-        datetime.fromtimestamp(start, UTC).isoformat(), seconds, table.num_rows / max(seconds, 1e-9),
+        "sampled %d flows of %d hosts%s over %.2f days from %s in %.2f s (%.0f flows/s)",
+        table.num_rows, n_users, f" of role {role}" if role else "", float(days), when,
+        seconds, table.num_rows / max(seconds, 1e-9),
     )  # fmt: skip
-    return table.num_rows
+    return {
+        "flows": table.num_rows,
+        "hosts": int(n_users),
+        "role": role,
+        "start": when,
+        "days": float(days),
+        "seconds": round(seconds, 3),
+        "out": str(out_path),
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 from typing import Any
 
 from nfsynth.models.base import FlowModel
@@ -32,10 +34,21 @@ def build(spec: dict[str, Any]) -> FlowModel:
     return get(kind)(**params)
 
 
-def load(path: str) -> FlowModel:
-    """Load any saved model: its ``model.json`` names the kind (data, not code)."""
-    import json
-    from pathlib import Path
-
-    kind = json.loads((Path(path) / "model.json").read_text())["kind"]
+def load(path: str | Path) -> FlowModel:
+    """Load any saved model: its ``model.json`` names the kind (data, not code). A folder
+    without a readable ``model.json`` naming a known kind is refused with the file (and
+    the line of bad JSON)."""
+    meta = Path(path) / "model.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta}: no saved model here (a model folder holds model.json)")
+    try:
+        kind = json.loads(meta.read_text())["kind"]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{meta}: no field 'kind' (the model kind)") from exc
+    if kind not in KINDS:
+        raise ValueError(
+            f"{meta}: field 'kind': unknown model kind {kind!r}; known: {', '.join(sorted(KINDS))}"
+        )
     return get(kind).load(path)
