@@ -182,7 +182,8 @@ def test_cli_samples_hosts_of_a_chosen_role(
 ) -> None:
     """Setup: the fitted planted model, saved. Run: ``nfsynth sample --role``. Assert: the
     role's hosts come out as that role's (HTTPS out), named for it; a role no training host
-    has is refused with the roles it has (its embedding was never trained)."""
+    has is refused with the roles it has (its embedding was never trained), and so is a
+    sample beyond the flow limit."""
     from nfsynth.cli import main
 
     fitted.save(tmp_path / "m")
@@ -200,6 +201,10 @@ def test_cli_samples_hosts_of_a_chosen_role(
     assert "in_external, out_external" in err
     with pytest.raises(ValueError, match="no training host has role 'both'"):
         fitted.sample(2, 0.0, 0.1, seed=1, role="both")
+    # a sample beyond the flow limit is refused before any step, with its estimate
+    huge = [*args[:2], "--hosts", "100000", "--start", "0", "--days", "1000", "--out", str(out)]
+    assert main(huge) == 2
+    assert "sample fewer hosts or days" in capsys.readouterr().err
 
 
 def test_samples_are_valid_and_seeded(fitted: NeuralFlowModel) -> None:

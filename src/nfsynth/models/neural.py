@@ -118,6 +118,7 @@ from nfsynth.models.neural_vocab import (
     weekly_span,
     window_sums,
 )
+from nfsynth.models.sampling import MAX_SAMPLE_FLOWS
 from nfsynth.schema import ROLES, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
@@ -886,6 +887,12 @@ class NeuralFlowModel(FlowModel):
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
         roles, rates, hids = self._host_attributes(n_users, role, rng)
+        expected = float(np.power(10.0, rates.astype(np.float64)).sum()) * float(days)
+        if expected > MAX_SAMPLE_FLOWS:
+            raise ValueError(
+                f"neural: {n_users} hosts over {days} days would be about {expected:.3g} "
+                f"flows; limit {MAX_SAMPLE_FLOWS}: sample fewer hosts or days"
+            )
         frame = self._generate(roles, rates, hids, start_seconds(start), float(days), rng)
         names = np.asarray(synthetic_user_names(n_users, role), dtype=object)
         frame["user"] = names[frame.pop("host").to_numpy()]
