@@ -487,6 +487,45 @@ def test_count_floor_owns_the_left_tail_and_samples_keep_it(
     assert np.isclose(lo[2], np.log1p(1.5)) and np.isclose(hi[2], np.log1p(2.5))
 
 
+def test_value_grid_is_the_logs_own() -> None:
+    """Whole numbers lie on 1; UGR'16-like times on 4 ms (their gcd in milliseconds, kept to
+    a divisor of one second); half seconds on 0.5; values finer than 1 ms, or not on one
+    millisecond grid, on 1 ms; NaN is ignored."""
+    from nfsynth.models.neural_vocab import value_resolution
+
+    assert value_resolution(np.array([0.0, 3.0, 86400.0])) == 1.0
+    assert value_resolution(np.array([0.0, 0.004, 0.44, 12.012, np.nan])) == 0.004
+    assert value_resolution(np.array([0.5, 1.5, 30.0])) == 0.5
+    assert value_resolution(np.array([0.0, 0.0015, 1.0])) == 0.001
+    assert value_resolution(np.array([0.0001, 0.2])) == 0.001
+    # a gap taken between two float epoch times keeps its grid
+    assert value_resolution(np.array([1460332924.436 - 1460332924.432, 0.008])) == 0.004
+
+
+def test_samples_keep_the_training_logs_time_grid() -> None:
+    """Setup: the planted hosts with times and durations on a 4 ms grid (as UGR'16's nfdump
+    logs). Run: fit, sample a day of 4 hosts (several chunks each). Assert: the gaps' and
+    durations' grid is 4 ms, and every sampled time and duration is a multiple of it (a
+    1 ms grid had drawn gaps of 1-3 ms that no such log has)."""
+    rng = np.random.default_rng(4)
+    flows = make_flows(ROLES2, per_day=300)
+    ticks = rng.integers(0, 250, len(flows))
+    flows["ts"] = flows["ts"] + 0.004 * ticks
+    flows["duration"] = flows["duration"] + 0.004 * rng.integers(0, 250, len(flows))
+    flows = flows.sort_values(["user", "ts"], kind="mergesort").reset_index(drop=True)
+    first = np.r_[True, flows["user"].to_numpy()[1:] != flows["user"].to_numpy()[:-1]]
+    flows["dt"] = np.where(first, 0.0, flows["ts"].diff().fillna(0.0))
+    hp = {**SMALL, "epochs": 2, "sample_chunk_flows": 100}
+    model = NeuralFlowModel(**hp).fit(flows, seed=0)
+    assert model.specs_["dt"].resolution == 0.004 == model.specs_["duration"].resolution
+    sample = model.sample(4, 86400.0 + 0.002, 1.0, seed=2).to_pandas()
+    assert len(sample) > 500
+    for name in ("ts", "duration"):
+        ms = sample[name].to_numpy(dtype=float) * 1000.0
+        assert np.abs(ms / 4.0 - np.rint(ms / 4.0)).max() < 1e-3, name
+    assert sample["ts"].min() >= 86400.0 + 0.002
+
+
 def test_ratio_field_without_packets_is_zero_with_certainty() -> None:
     """rev_bytes of a flow without reverse packets is 0 for sure: its cell spans the whole
     latent line (probability 1); other rows keep their cells; bytes per packet's lower

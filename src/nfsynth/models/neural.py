@@ -1014,8 +1014,10 @@ class NeuralFlowModel(FlowModel):
         ``context_profile``). Warped time is each host's own (``hids``: training-host ids,
         None: the pooled rhythm), or its modulated ``clock``'s (``neural_activity``: a chunk
         cut on the warp alone would hold up to several times its share where the host is
-        present, and the longest chunk sets the sampler's step count). Arrays per chunk:
-        host, start, keep (first kept time), end, flows (expected flows incl. burn-in)."""
+        present, and the longest chunk sets the sampler's step count). A chunk starts on the
+        gaps' grid (``ContinuousSpec.resolution``), so its flows' times stay on the grid the
+        training log's lie on. Arrays per chunk: host, start, keep (first kept time), end,
+        flows (expected flows incl. burn-in)."""
         hp = self.hyperparameters
         end = start + days * SECONDS_PER_DAY
         per_day = np.power(10.0, rates)
@@ -1044,6 +1046,9 @@ class NeuralFlowModel(FlowModel):
         keep = np.where(k == 0, start, inv(lo_w, rows))
         row_end = np.where(k == n_chunks[host] - 1, end, inv(hi_w, rows))
         row_start = np.where(k == 0, start, inv(lo_w - burn, rows))
+        if "dt" in self.specs_:  # on the gaps' grid, so every flow's time is on the log's
+            r = self.specs_["dt"].resolution
+            row_start = np.floor(row_start / r + 1e-9) * r
         flows = expected[host] / n_chunks[host] + np.where(k == 0, 0.0, hp["sample_burn_in"])
         return {"host": host, "start": row_start, "keep": keep, "end": row_end, "flows": flows}
 

@@ -21,8 +21,9 @@ Fields, in the fixed generation order (``FIELD_ORDER``)::
   names (``int-0007``) matched none of a dataset's ``internal`` patterns, so the evaluation
   counted them external (on the LANL 2015 sample, 58% of the peers and a peer-kind JSD of
   0.32).
-- Continuous fields live on a grid of resolution ``r`` (1 for integer data such as counts and
-  LANL's whole seconds, 0.001 s otherwise). The model's latent value is ``log1p(x)``, except
+- Continuous fields live on a grid of resolution ``r``: the data's own (``value_resolution``:
+  1 for integer data such as counts and LANL's whole seconds, UGR'16's 4 ms for its times
+  and durations, at finest 1 ms). The model's latent value is ``log1p(x)``, except
   for ``bytes`` and ``rev_bytes``: ``log(x / max(packets, 1))`` (log bytes per packet, so
   bytes are generated given packets). A grid value ``k * r`` owns the raw interval
   ``[(k - 1/2) r, (k + 1/2) r)`` (``k = 0``: everything below ``r / 2``); its probability is
@@ -34,6 +35,7 @@ Fields, in the fixed generation order (``FIELD_ORDER``)::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -408,11 +410,28 @@ def base_is_zero(flows: pd.DataFrame, name: str) -> np.ndarray | None:
     return raw_values(flows, RATIO_BASE[name]) <= 0
 
 
+def value_resolution(x: np.ndarray) -> float:
+    """The grid raw values ``x`` (n,) lie on, in their units: 1 for whole numbers; else the
+    largest whole number of milliseconds dividing one second that every value is a multiple
+    of (UGR'16's nfdump times and durations: 4 ms); 1 ms for values finer than that. A
+    sample drawn on a finer grid than the log's would hold values no log has (gaps of 1-3 ms
+    between UGR'16 flows, whose real gaps are 0, 4, 8 ms ...)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if np.all(np.abs(x - np.rint(x)) < 1e-9):
+        return 1.0
+    ms = x * 1000.0
+    if not np.all(np.abs(ms - np.rint(ms)) < 1e-3):  # within a microsecond
+        return 0.001
+    step = int(np.gcd.reduce(np.abs(np.rint(ms)).astype(np.int64)))
+    return float(math.gcd(step, 1000)) / 1000.0
+
+
 def build_spec(name: str, flows: pd.DataFrame, latent: np.ndarray | None = None) -> ContinuousSpec:
-    """Spec of a continuous field; ``latent`` overrides the field's latent values (``dt``)."""
+    """Spec of a continuous field (its grid: ``value_resolution``); ``latent`` overrides the
+    field's latent values (``dt``)."""
     x = raw_values(flows, name)
-    integer = bool(np.all(np.abs(x - np.rint(x)) < 1e-9))
-    resolution = 1.0 if integer else 0.001
+    resolution = value_resolution(x)
     base = latent_base(flows, name)
     lat = np.log1p(x) if base is None else np.log(np.maximum(x, 0.5 * resolution) / base)
     if base is not None:  # bytes per packet of the flows with packets (the rest are 0 bytes)
