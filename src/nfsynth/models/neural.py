@@ -47,7 +47,9 @@ chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn
 period; seeded with a ``numpy.random.Generator``, so the same seed gives the same rows.
 With ``gap_copula``, each gap's uniform comes from a Gaussian AR(p) copula fitted after
 training to the serial correlation of the training gaps' PITs (``_fit_gap_copula``,
-``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt.
+``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt;
+with ``value_copula`` the other continuous fields get one each (``_fit_copulas``), their
+values drawn by the mixture's inverse CDF at the copula's uniform.
 With ``activity_modulation``, each synthetic host's idle time runs on a clock modulated by a
 log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
 hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``);
@@ -142,6 +144,7 @@ DEFAULTS: dict[str, Any] = {
     "self_history": 0.8,
     "host_rhythm": 0.0,
     "gap_copula": False,
+    "value_copula": False,
     "activity_modulation": True,
     "activity_span": "hour",
     "host_dropout": 0.1,
@@ -242,6 +245,7 @@ class NeuralFlowModel(FlowModel):
         self.value_maps_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         # the gaps' residual copula (neural_copula): (2, p) AR coefficients, correlations
         self.gap_copula_: np.ndarray | None = None
+        self.value_copulas_: dict[str, np.ndarray] = {}
         # the synthetic hosts' slow activity modulation (neural_activity): (sigma, phi per
         # 5-minute cell), None: none; and the validation hosts' normalised autocovariance
         # it is fitted to (during the fit only)
@@ -276,9 +280,8 @@ class NeuralFlowModel(FlowModel):
         self.ctx_profile_ = self.context_profile(enc)
         with torch_threads(int(hp["cpu_threads"]), self.device_):
             self.history_ = self._train(enc, enc_val, rng, seed)
-            self.gap_copula_ = None
-            if hp["gap_copula"] and "dt" in self.fields_:
-                self._fit_gap_copula(enc)
+            self.gap_copula_, self.value_copulas_ = None, {}
+            self._fit_copulas(enc)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         self.token_offsets_, self.value_maps_ = {}, {}
         self.activity_, self._activity_target = None, None
@@ -723,52 +726,74 @@ class NeuralFlowModel(FlowModel):
         return history
 
     @torch.no_grad()
-    def _fit_gap_copula(self, enc: Encoded) -> None:
-        """Measure the gaps' residual dependence and fit ``gap_copula_`` to it
-        (``neural_copula``): the CDF bounds of the training gaps' grid cells under the
-        teacher-forced network (``max_val_flows`` flows of training windows spread over
-        every host), the lag correlations of the normal scores behind them within windows
-        (``latent_correlations``, lags 1..``MAX_LAG``), and the AR(p) process that
-        reproduces them (``fit_gap_copula``). Deterministic: no draw is involved."""
+    def _fit_copulas(self, enc: Encoded) -> None:
+        """Measure the residual serial dependence of the continuous fields the options ask
+        for (``gap_copula``: ``dt``; ``value_copula``: every other continuous field) and fit
+        ``gap_copula_`` / ``value_copulas_`` to it (``neural_copula``): the CDF bounds of the
+        training values' grid cells under the teacher-forced network (``max_val_flows``
+        flows of training windows spread over every host), the lag correlations of the
+        normal scores behind them within windows (``latent_correlations``, lags
+        1..``MAX_LAG``; a ratio field's flows without packets left out), and the AR(p)
+        process that reproduces them (``fit_gap_copula``). Deterministic: no draw is
+        involved."""
         assert self.net_ is not None
         hp = self.hyperparameters
-        j = self.fields_.index("dt")
+        cont = [f for f in self.fields_ if f not in CATEGORICAL]
+        fields = [f for f in cont if (f == "dt" and hp["gap_copula"])]
+        fields += [f for f in cont if f != "dt" and hp["value_copula"]]
+        if not fields:
+            return
+        js = [self.fields_.index(f) for f in fields]
         segments = self._segments(enc)
         n_seg = max(1, math.ceil(int(hp["max_val_flows"]) / int(hp["seq_len"])))
         pick = np.linspace(0, len(segments) - 1, min(len(segments), n_seg)).astype(np.int64)
         segments = segments[np.unique(pick)] if len(segments) else segments
         self.net_.eval()
-        scores, valid = [], []
+        scores: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        valid: dict[str, list[np.ndarray]] = {f: [] for f in fields}
         S = int(hp["batch_size"]) * 4
         for k in range(0, len(segments), S):
             batch = self._batch(enc, segments[k : k + S])
-            _, heads = self.net_(batch, only=[j])
-            params = heads[j]
-            assert params is not None
-            f_lo = mixture_cdf(params, batch["lo:dt"]).double().cpu().numpy()
-            f_hi = mixture_cdf(params, batch["hi:dt"]).double().cpu().numpy()
-            scores.append(cell_scores(f_lo, f_hi))
-            valid.append((batch["tvalid"] > 0).cpu().numpy())
-        if not scores:
+            _, heads = self.net_(batch, only=js)
+            target = (batch["tvalid"] > 0).cpu().numpy()
+            for f, j in zip(fields, js, strict=True):
+                params = heads[j]
+                assert params is not None
+                lo, hi = batch[f"lo:{f}"], batch[f"hi:{f}"]
+                f_lo = mixture_cdf(params, lo).double().cpu().numpy()
+                f_hi = mixture_cdf(params, hi).double().cpu().numpy()
+                scores[f].append(cell_scores(f_lo, f_hi))
+                # a value known with certainty (bytes without packets) says nothing
+                certain = (torch.isneginf(lo) & torch.isposinf(hi)).cpu().numpy()
+                valid[f].append(target & ~certain)
+        if not segments.size:
             return
-        corr = latent_correlations(np.concatenate(scores), np.concatenate(valid))
-        self.gap_copula_ = fit_gap_copula(corr)
-        shown = [
-            round(float(corr[k - 1]), 4) if np.isfinite(corr[k - 1]) else None  # unmeasured
-            for k in (1, 2, 5, 10, 20, 40)
-            if k <= corr.size
-        ]
-        self.history_["gap_dependence"] = shown
-        coef, used = self.gap_copula_
-        share = float(coef @ used) if coef.size else 0.0  # of a score's variance
-        self.history_["gap_copula"] = {"order": int(coef.size), "carried": round(share, 4)}
-        log.info(
-            "neural: training gaps' PIT correlation at lags 1/2/5/10/20/40 %s; copula AR(%d) "
-            "carrying %.3f of each gap's normal score",
-            shown,
-            coef.size,
-            share,
-        )
+        self.value_copulas_ = {}
+        for f in fields:
+            corr = latent_correlations(np.concatenate(scores[f]), np.concatenate(valid[f]))
+            params = fit_gap_copula(corr)
+            shown = [
+                round(float(corr[k - 1]), 4) if np.isfinite(corr[k - 1]) else None
+                for k in (1, 2, 5, 10, 20, 40)
+                if k <= corr.size
+            ]
+            coef, used = params
+            share = float(coef @ used) if coef.size else 0.0  # of a score's variance
+            key = "gap" if f == "dt" else f
+            self.history_[f"{key}_dependence"] = shown
+            self.history_[f"{key}_copula"] = {"order": int(coef.size), "carried": round(share, 4)}
+            if f == "dt":
+                self.gap_copula_ = params
+            elif coef.size:
+                self.value_copulas_[f] = params
+            log.info(
+                "neural: training %s' PIT correlation at lags 1/2/5/10/20/40 %s; copula AR(%d) "
+                "carrying %.3f of each value's normal score",
+                f,
+                shown,
+                coef.size,
+                share,
+            )
 
     @torch.no_grad()
     def _mean_nll(self, enc: Encoded | None, segments: np.ndarray) -> float:
@@ -997,6 +1022,7 @@ class NeuralFlowModel(FlowModel):
             self.proto_support_,
             self.value_maps_,
             self.gap_copula_,
+            self.value_copulas_,
         )
 
     def _chunks(
@@ -1337,6 +1363,7 @@ class NeuralFlowModel(FlowModel):
             arrays[f"value_map_src_{f}"], arrays[f"value_map_dst_{f}"] = src, dst
         if self.gap_copula_ is not None:
             arrays["gap_copula"] = self.gap_copula_
+        arrays.update({f"value_copula_{f}": v for f, v in self.value_copulas_.items()})
         write_model_files(path, self.kind, self.hyperparameters, state, arrays, self.space_)
         weights = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
         torch.save(weights, Path(path) / WEIGHTS)
@@ -1391,6 +1418,11 @@ class NeuralFlowModel(FlowModel):
         }
         copula = arrays.get("gap_copula")  # models saved before it: None (independent)
         model.gap_copula_ = None if copula is None else np.asarray(copula, dtype=np.float64)
+        model.value_copulas_ = {  # models saved before them: none
+            k[len("value_copula_") :]: np.asarray(v, dtype=np.float64)
+            for k, v in arrays.items()
+            if k.startswith("value_copula_")
+        }
         profile = arrays.get("ctx_profile")
         model.ctx_profile_ = None if profile is None else np.asarray(profile, dtype=np.float32)
         model.net_ = model._new_net()

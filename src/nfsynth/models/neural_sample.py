@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from torch.nn import functional as F
 
 from nfsynth.models.neural_activity import ActivityClock
-from nfsynth.models.neural_copula import gap_copula_start, gap_copula_step
+from nfsynth.models.neural_copula import gap_copula_start, gap_copula_step, mixture_quantile
 from nfsynth.models.neural_net import LOG_SCALE_RANGE, FlowNet, torch_threads
 from nfsynth.models.neural_vocab import (
     BPP_RANGE,
@@ -145,12 +145,20 @@ class StepSampler:
         proto_support: dict[str, np.ndarray] | None = None,
         value_maps: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         gap_copula: np.ndarray | None = None,
+        value_copulas: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
         # the gaps' residual dependence (``neural_copula``): (2, p) AR coefficients and the
         # lag correlations they reproduce; None: each gap's uniform drawn independently
         cop = None if gap_copula is None else np.asarray(gap_copula, dtype=np.float64)
         self.gap_copula = cop if cop is not None and cop.shape[1] > 0 else None
+        # the same per continuous field but the gap (``value_copula``): its value drawn by
+        # the mixture's inverse CDF at the copula's uniform
+        self.value_copulas = {
+            f: np.asarray(c, dtype=np.float64)
+            for f, c in (value_copulas or {}).items()
+            if f != "dt" and np.asarray(c).shape[1] > 0
+        }
         # per continuous field, quantile-map knots (src, dst) applied to the drawn latent
         self.value_maps = {
             f: (np.asarray(a, np.float64), np.asarray(b, np.float64))
@@ -304,6 +312,10 @@ class StepSampler:
         cop_state = None
         if cop is not None:
             cop_state = gap_copula_start(cop, rng.standard_normal((n, cop.shape[1])))
+        value_state = {
+            f: gap_copula_start(c, rng.standard_normal((n, c.shape[1])))
+            for f, c in self.value_copulas.items()
+        }
         for _ in range(max_steps):
             B = host.size
             if B == 0:
@@ -345,7 +357,18 @@ class StepSampler:
                 mu = o[rows, M + comp]
                 log_s = np.clip(o[rows, 2 * M + comp], *LOG_SCALE_RANGE)
                 uj = u[:, 3 * j]
-                if f in RATIO_BASE:  # bytes per packet: the component truncated below the
+                if f in value_state:  # the uniform from the field's copula, the value by
+                    # the whole mixture's inverse CDF (bytes per packet truncated below)
+                    uj, value_state[f] = gap_copula_step(value_state[f], self.value_copulas[f], uj)
+                    lo = max(spec.lat_lo, math.log(BPP_RANGE[0])) if f in RATIO_BASE else None
+                    y = mixture_quantile(
+                        o[:, :M],
+                        o[:, M : 2 * M],
+                        np.clip(o[:, 2 * M : 3 * M], *LOG_SCALE_RANGE),
+                        uj,
+                        lo=lo,
+                    )
+                elif f in RATIO_BASE:  # bytes per packet: the component truncated below the
                     # training's 0.1% quantile (and 20 bytes), not piled up at a clip
                     lo = max(spec.lat_lo, math.log(BPP_RANGE[0]))
                     f_lo = logistic_cdf(lo, mu, log_s)
@@ -357,7 +380,8 @@ class StepSampler:
                     hi = spec.lat_hi + DT_TAIL_MARGIN
                     f_hi = logistic_cdf(hi, mu, log_s)
                     uj = np.clip(uj * f_hi, 1e-12, 1.0 - 1e-12)
-                y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
+                if f not in value_state:
+                    y = mu + np.exp(log_s) * (np.log(uj) - np.log1p(-uj))
                 mapped = f in self.value_maps
                 y_net = np.minimum(y.astype(np.float64), spec.lat_hi + 1.0)
                 y = (
@@ -436,6 +460,7 @@ class StepSampler:
                 priors = {f: p[keep] for f, p in priors.items()}
                 if cop_state is not None:
                     cop_state = cop_state[keep]
+                value_state = {f: v[keep] for f, v in value_state.items()}
         return _frame(out, self.fields), int(host.size)
 
 
