@@ -25,6 +25,7 @@ HEADLINE = [
     "mi_pairwise_diff",
     "acf_mae",
     "interarrival_jsd",
+    "serial_corr_diff",
     "w1_mean",
     "rule_violations",
     "density",
@@ -45,8 +46,10 @@ def is_reference_metric(metric: str) -> bool:
 
 def is_detail_metric(metric: str) -> bool:
     """Per-field and per-rule breakdowns (``jsd_bytes``, ``w1_dt``, ``rule_dns_over_icmp``,
-    ``acf_mae_flows``): shown in the details table, not in the headline or the winners."""
-    return metric not in HEADLINE and metric.startswith(("jsd_", "w1_", "rule_", "acf_mae_"))
+    ``acf_mae_flows``, ``serial_corr_diff_bytes``): shown in the details table, not in the
+    headline or the winners."""
+    prefixes = ("jsd_", "w1_", "rule_", "acf_mae_", "serial_corr_diff_")
+    return metric not in HEADLINE and metric.startswith(prefixes)
 
 
 def ordered_metrics(metrics: list[str], include: list[str] | None = None) -> list[str]:
