@@ -2,9 +2,10 @@
 synthetic.
 
 Within a real host consecutive flows are alike: polling, scans and transfers come in runs
-of flows of one size (on UGR'16 the durations of a host's consecutive flows rank-correlate
-about 0.5). A generator that draws each flow's sizes with little regard to the flow before
-(independent columns, or a network that learnt that dependence only in part) reads near 0.
+of flows of one size (on UGR'16 the durations of a test host's consecutive flows
+rank-correlate 0.40 on average). A generator that draws each flow's sizes with little
+regard to the flow before (independent columns, or a network that learnt that dependence
+only in part) reads near 0.
 The marginal and the 5-minute metrics cannot see this: shuffling a host's flow sizes among
 its flows of the same 5-minute window changes neither.
 

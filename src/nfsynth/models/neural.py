@@ -46,10 +46,10 @@ chunks of busy hosts' periods (``sample_chunk_flows``, each after a dropped burn
 ``sample_burn_in`` flows), run in parallel on the batch axis until each has filled its
 period; seeded with a ``numpy.random.Generator``, so the same seed gives the same rows.
 With ``gap_copula``, each gap's uniform comes from a Gaussian AR(p) copula fitted after
-training to the serial correlation of the training gaps' PITs (``_fit_gap_copula``,
+training to the serial correlation of the training gaps' PITs (``_fit_copulas``,
 ``neural_copula``), so consecutive gaps keep the dependence the network left unlearnt;
-with ``value_copula`` the other continuous fields get one each (``_fit_copulas``), their
-values drawn by the mixture's inverse CDF at the copula's uniform.
+with ``value_copula`` the other continuous fields get one each, their values drawn by the
+mixture's inverse CDF at the copula's uniform.
 With ``activity_modulation``, each synthetic host's idle time runs on a clock modulated by a
 log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
 hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``);
