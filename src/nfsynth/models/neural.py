@@ -747,7 +747,9 @@ class NeuralFlowModel(FlowModel):
         segments = self._segments(enc)
         n_seg = max(1, math.ceil(int(hp["max_val_flows"]) / int(hp["seq_len"])))
         pick = np.linspace(0, len(segments) - 1, min(len(segments), n_seg)).astype(np.int64)
-        segments = segments[np.unique(pick)] if len(segments) else segments
+        if not len(segments):
+            return
+        segments = segments[np.unique(pick)]
         self.net_.eval()
         scores: dict[str, list[np.ndarray]] = {f: [] for f in fields}
         valid: dict[str, list[np.ndarray]] = {f: [] for f in fields}
@@ -766,8 +768,6 @@ class NeuralFlowModel(FlowModel):
                 # a value known with certainty (bytes without packets) says nothing
                 certain = (torch.isneginf(lo) & torch.isposinf(hi)).cpu().numpy()
                 valid[f].append(target & ~certain)
-        if not segments.size:
-            return
         self.value_copulas_ = {}
         for f in fields:
             corr = latent_correlations(np.concatenate(scores[f]), np.concatenate(valid[f]))

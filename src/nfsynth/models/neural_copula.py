@@ -167,15 +167,24 @@ def gap_copula_step(
 QUANTILE_STEPS = 36
 
 
+def _mixture_parts(logits: np.ndarray, log_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The component weights (softmax of ``logits``) and scales of logistic mixtures,
+    float64 (B, M) each."""
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True), np.exp(log_s)
+
+
+def _cdf(y: np.ndarray, w: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return np.sum(w * (0.5 + 0.5 * np.tanh(0.5 * (y[:, None] - mu) / scale)), axis=1)
+
+
 def logistic_mixture_cdf(
     y: np.ndarray, logits: np.ndarray, mu: np.ndarray, log_s: np.ndarray
 ) -> np.ndarray:
     """CDF at ``y`` (B,) of the logistic mixtures with component logits, locations and log
     scales (B, M): float64 (B,)."""
-    w = np.exp(logits - logits.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    z = 0.5 * (y[:, None] - mu) / np.exp(log_s)
-    return np.sum(w * (0.5 + 0.5 * np.tanh(z)), axis=1)
+    w, scale = _mixture_parts(np.asarray(logits, np.float64), np.asarray(log_s, np.float64))
+    return _cdf(np.asarray(y, np.float64), w, mu, scale)
 
 
 def mixture_quantile(
@@ -188,28 +197,22 @@ def mixture_quantile(
 ) -> np.ndarray:
     """The value whose CDF under the logistic mixture (B, M parameters) is ``u`` (B,), the
     mixture truncated to ``[lo, hi]`` where given: float64 (B,), by bisection (the mixture
-    CDF has no closed inverse). The draw's PIT is then ``u`` itself, so a copula's uniforms
-    carry their dependence into the values whole, where a component drawn apart from its
-    within-component uniform dilutes it."""
+    CDF has no closed inverse; its weights and scales are computed once, not per step).
+    The draw's PIT is then ``u`` itself, so a copula's uniforms carry their dependence into
+    the values whole, where a component drawn apart from its within-component uniform
+    dilutes it."""
     logits, mu, log_s = (np.asarray(a, dtype=np.float64) for a in (logits, mu, log_s))
     u = np.clip(np.asarray(u, dtype=np.float64), EPS, 1.0 - EPS)
-    f_lo = (
-        np.zeros_like(u)
-        if lo is None
-        else logistic_mixture_cdf(np.full_like(u, lo), logits, mu, log_s)
-    )
-    f_hi = (
-        np.ones_like(u)
-        if hi is None
-        else logistic_mixture_cdf(np.full_like(u, hi), logits, mu, log_s)
-    )
+    w, scale = _mixture_parts(logits, log_s)
+    f_lo = np.zeros_like(u) if lo is None else _cdf(np.full_like(u, lo), w, mu, scale)
+    f_hi = np.ones_like(u) if hi is None else _cdf(np.full_like(u, hi), w, mu, scale)
     target = f_lo + u * (f_hi - f_lo)
-    spread = 40.0 * np.exp(log_s).max(axis=1)
+    spread = 40.0 * scale.max(axis=1)
     a = mu.min(axis=1) - spread if lo is None else np.full_like(u, lo)
     b = mu.max(axis=1) + spread if hi is None else np.full_like(u, hi)
     for _ in range(QUANTILE_STEPS):
         mid = 0.5 * (a + b)
-        below = logistic_mixture_cdf(mid, logits, mu, log_s) < target
+        below = _cdf(mid, w, mu, scale) < target
         a = np.where(below, mid, a)
         b = np.where(below, b, mid)
     return 0.5 * (a + b)
