@@ -3,11 +3,12 @@ synthetic.
 
 A flow log writes its times at its exporter's resolution, and often not the same one for
 both ends. UGR'16's nfdump logs give each flow's end in whole seconds and its duration in
-milliseconds, so every real flow ends on a whole second and about a third start on one
-(those of zero duration); LANL's and the simulator's logs give both in whole seconds. A
-synthetic log that misses this is told from a real one by its timestamps alone, whatever
-its distributions, and a gap of exactly 1 s (UGR'16: 1.9% of a host's gaps, two flows of
-zero duration a second apart) is one of the log's commonest values.
+milliseconds, so every real flow ends on a whole second, and those of whole durations (most
+of them zero) start on one too: 20-37% of a split's flows. LANL's and the simulator's logs
+give both ends in whole seconds. A synthetic log that misses this is told from a real one
+by its timestamps alone, whatever its distributions, and a gap of exactly 1 s (UGR'16: 1.9%
+of the training gaps, two flows of zero duration a second apart) is one of the log's
+commonest values.
 
 ``time_grid_diff`` is the mean over the flows' starts (``ts``) and ends (``ts +
 duration``, seconds) of ``|share_real - share_synthetic|`` of the flows that lie on a
