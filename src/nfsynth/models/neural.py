@@ -95,7 +95,13 @@ from nfsynth.models.neural_activity import (
     rescaled_sigma,
 )
 from nfsynth.models.neural_copula import cell_scores, fit_gap_copula, latent_correlations
-from nfsynth.models.neural_net import FlowNet, interval_log_prob, mixture_cdf, torch_threads
+from nfsynth.models.neural_net import (
+    FlowNet,
+    interval_log_prob,
+    mixture_cdf,
+    torch_threads,
+    with_atoms,
+)
 from nfsynth.models.neural_optim import OneCycleAdamW
 from nfsynth.models.neural_sample import StepSampler
 from nfsynth.models.neural_vocab import (
@@ -106,10 +112,12 @@ from nfsynth.models.neural_vocab import (
     ContinuousSpec,
     Encoded,
     TimeWarp,
+    atom_index,
     base_is_zero,
     build_spec,
     build_vocab,
     encode_frame,
+    gap_atoms,
     grid_interval,
     host_rates,
     infer_roles,
@@ -144,6 +152,7 @@ DEFAULTS: dict[str, Any] = {
     "self_history": 0.8,
     "host_rhythm": 0.0,
     "gap_copula": False,
+    "gap_atoms": True,
     "value_copula": False,
     "activity_modulation": True,
     "activity_span": "hour",
@@ -246,6 +255,8 @@ class NeuralFlowModel(FlowModel):
         # the gaps' residual copula (neural_copula): (2, p) AR coefficients, correlations
         self.gap_copula_: np.ndarray | None = None
         self.value_copulas_: dict[str, np.ndarray] = {}
+        # whole-second gaps the gap head draws exactly (neural_vocab.gap_atoms), seconds (A,)
+        self.gap_atoms_: np.ndarray = np.zeros(0)
         # the synthetic hosts' slow activity modulation (neural_activity): (sigma, phi per
         # 5-minute cell), None: none; and the validation hosts' normalised autocovariance
         # it is fitted to (during the fit only)
@@ -351,6 +362,20 @@ class NeuralFlowModel(FlowModel):
             for f in self.fields_
             if f not in CATEGORICAL
         }
+        self.gap_atoms_ = (
+            gap_atoms(dt, self.specs_["dt"].resolution)
+            if hp["gap_atoms"] and "dt" in self.specs_
+            else np.zeros(0)
+        )
+        if self.gap_atoms_.size:
+            on = atom_index(dt, self.gap_atoms_, self.specs_["dt"].resolution) > 0
+            log.info(
+                "neural: %d gap atoms (whole seconds drawn exactly) hold %.1f%% of the "
+                "training gaps: %s s",
+                self.gap_atoms_.size,
+                100.0 * on.mean(),
+                ", ".join(f"{a:g}" for a in self.gap_atoms_),
+            )
 
     def _encode(self, frame: pd.DataFrame) -> Encoded:
         """``encode_frame`` plus ``hid``: each row's training-host id (unknown: the count)."""
@@ -368,12 +393,17 @@ class NeuralFlowModel(FlowModel):
         )
         users = enc.frame["user"].astype(str) if enc.n else pd.Series([], dtype=object)
         enc.hid = users.map(self.host_ids_).fillna(len(self.host_ids_)).to_numpy(dtype=np.int64)
+        if self.gap_atoms_.size:
+            resolution = self.specs_["dt"].resolution
+            enc.atom = atom_index(raw_values(enc.frame, "dt"), self.gap_atoms_, resolution)
         return enc
 
     def _new_net(self) -> FlowNet:
         hp = self.hyperparameters
         fields = [
-            (f, "cat", self.vocabs_[f].size) if f in CATEGORICAL else (f, "cont", 0)
+            (f, "cat", self.vocabs_[f].size)
+            if f in CATEGORICAL
+            else (f, "cont", self.gap_atoms_.size if f == "dt" else 0)
             for f in self.fields_
         ]
         net = FlowNet(
@@ -482,6 +512,11 @@ class NeuralFlowModel(FlowModel):
             self.net_.init_mixture(
                 j, torch.as_tensor(q, dtype=torch.float32, device=self.device_), spread
             )
+            if f == "dt" and enc.atom is not None:  # no atom, then each, at its share
+                shares = np.bincount(enc.atom, minlength=self.gap_atoms_.size + 1) / max(enc.n, 1)
+                self.net_.init_atoms(
+                    j, torch.as_tensor(shares, dtype=torch.float32, device=self.device_)
+                )
 
     # -- batches -----------------------------------------------------------------------
     def _segments(self, enc: Encoded) -> np.ndarray:
@@ -558,6 +593,8 @@ class NeuralFlowModel(FlowModel):
                 out[f"x:{f}"] = torch.as_tensor(enc.emb[f][posc], device=dev)
                 for part in ("lo", "hi", "width"):
                     out[f"{part}:{f}"] = torch.as_tensor(getattr(enc, part)[f][tpos], device=dev)
+        if enc.atom is not None:  # the gap atom each target's gap is (0: none)
+            out["a:dt"] = torch.as_tensor(enc.atom[tpos], device=dev)
         return out
 
     @torch.no_grad()
@@ -612,12 +649,18 @@ class NeuralFlowModel(FlowModel):
             else:
                 cont.append((j, f))
         if cont:
-            params = torch.stack([heads[j] for j, _ in cont], dim=-2)
+            m3 = 3 * self.net_.M
+            params = torch.stack([heads[j][..., :m3] for j, _ in cont], dim=-2)
             lo, hi, width = (
                 torch.stack([batch[f"{part}:{f}"] for _, f in cont], dim=-1)
                 for part in ("lo", "hi", "width")
             )
-            total = total - interval_log_prob(params, lo, hi, width).sum(-1)
+            logp = interval_log_prob(params, lo, hi, width)  # (S, L, continuous fields)
+            if "a:dt" in batch:
+                k = [f for _, f in cont].index("dt")
+                gap = with_atoms(heads[cont[k][0]][..., m3:], logp[..., k], batch["a:dt"])
+                logp = torch.cat([logp[..., :k], gap.unsqueeze(-1), logp[..., k + 1 :]], dim=-1)
+            total = total - logp.sum(-1)
         return total
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -761,12 +804,15 @@ class NeuralFlowModel(FlowModel):
             for f, j in zip(fields, js, strict=True):
                 params = heads[j]
                 assert params is not None
+                params = params[..., : 3 * self.net_.M]  # the mixture (atoms after it)
                 lo, hi = batch[f"lo:{f}"], batch[f"hi:{f}"]
                 f_lo = mixture_cdf(params, lo).double().cpu().numpy()
                 f_hi = mixture_cdf(params, hi).double().cpu().numpy()
                 scores[f].append(cell_scores(f_lo, f_hi))
                 # a value known with certainty (bytes without packets) says nothing
                 certain = (torch.isneginf(lo) & torch.isposinf(hi)).cpu().numpy()
+                if f == "dt" and "a:dt" in batch:  # a gap on an atom has no mixture PIT
+                    certain |= (batch["a:dt"] > 0).cpu().numpy()
                 valid[f].append(target & ~certain)
         self.value_copulas_ = {}
         for f in fields:
@@ -864,6 +910,9 @@ class NeuralFlowModel(FlowModel):
                     hi.astype(np.float32),
                     width.astype(np.float32),
                 )
+                if f == "dt" and self.gap_atoms_.size:  # the atoms in each flow's bin
+                    inside = codes[:, None] == space.encode_field(f, self.gap_atoms_)[None, :]
+                    targets[f] += (np.where(inside, 0.0, -1e4).astype(np.float32),)
         out = {t[0]: np.zeros(enc.n) for t in targets.values()}
         segments = self._segments(enc)
         S = int(self.hyperparameters["batch_size"]) * 4
@@ -884,8 +933,18 @@ class NeuralFlowModel(FlowModel):
                         probs.gather(-1, code.unsqueeze(-1)).squeeze(-1).clamp(min=1e-30)
                     )
                 else:
-                    lo, hi, width = (torch.as_tensor(a[tpos], device=self.device_) for a in t[1:])
-                    logp = interval_log_prob(heads[j], lo, hi, width)
+                    lo, hi, width = (torch.as_tensor(a[tpos], device=self.device_) for a in t[1:4])
+                    m3 = 3 * net.M
+                    logp = interval_log_prob(heads[j][..., :m3], lo, hi, width)
+                    if len(t) > 4:  # P(none) P_mixture(bin) + the atoms in the bin
+                        la = F.log_softmax(heads[j][..., m3:].float(), dim=-1)
+                        log_in = torch.as_tensor(t[4][tpos], device=self.device_)
+                        logp = torch.logsumexp(
+                            torch.cat(
+                                [(la[..., :1] + logp.unsqueeze(-1)), la[..., 1:] + log_in], -1
+                            ),
+                            dim=-1,
+                        )
                 out[t[0]][rows] = logp.cpu().numpy()[keep]
         # back to the frame's row order
         result = {}
@@ -1023,6 +1082,7 @@ class NeuralFlowModel(FlowModel):
             self.value_maps_,
             self.gap_copula_,
             self.value_copulas_,
+            self.gap_atoms_,
         )
 
     def _chunks(
@@ -1354,6 +1414,7 @@ class NeuralFlowModel(FlowModel):
                 None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
             ),
             "activity": None if self.activity_ is None else list(self.activity_),
+            "gap_atoms": self.gap_atoms_.tolist(),
             "torch_version": torch.__version__,
         }
         arrays = {} if self.ctx_profile_ is None else {"ctx_profile": self.ctx_profile_}
@@ -1395,6 +1456,8 @@ class NeuralFlowModel(FlowModel):
         activity = state.get("activity")  # models saved before it: None (no modulation)
         model.activity_ = None if activity is None else (float(activity[0]), float(activity[1]))
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
+        # models saved before them: none
+        model.gap_atoms_ = np.asarray(state.get("gap_atoms", []), dtype=np.float64)
         prefix = "token_offset_"
         model.token_offsets_ = {
             k[len(prefix) :]: np.asarray(v, dtype=np.float32)
@@ -1490,6 +1553,8 @@ def training_latents(
     for f in fields:
         lo, hi = enc.lo[f].astype(np.float64), enc.hi[f].astype(np.float64)
         ok = np.isfinite(hi) & (enc.width[f] > 0)
+        if f == "dt" and enc.atom is not None:  # gaps on an atom: the sampler draws no latent
+            ok &= enc.atom == 0
         lo, hi = lo[ok], hi[ok]
         lo = np.where(np.isfinite(lo), lo, hi - 1.0)
         out[f] = np.sort(lo + rng.random(lo.size) * (hi - lo))

@@ -23,8 +23,10 @@ experts with the network: the network models how the context moves a host away f
 mix, and a host cannot drift into tokens it never uses (a mail server into a workstation's
 peers) through a run of its own sampled flows. Continuous heads give a mixture of
 ``M`` logistics over the field's latent value (``logits, mu, log_scale``), scored on
-intervals so probabilities are exact. ``dt``'s embedding also carries the flow's own cyclic
-time, so every later field sees the hour of its flow.
+intervals so probabilities are exact; where the gaps have atoms (whole seconds a log's
+clock or a host's period makes common, ``neural_vocab.gap_atoms``), ``dt``'s head adds
+their logits, and a gap is an atom exactly or else the mixture's. ``dt``'s embedding also
+carries the flow's own cyclic time, so every later field sees the hour of its flow.
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ def interval_log_prob(
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
 
 
+def with_atoms(
+    atom_logits: torch.Tensor, mixture_logp: torch.Tensor, atom: torch.Tensor
+) -> torch.Tensor:
+    """log P of each gap (...) under a head with atoms (``neural_vocab.gap_atoms``):
+    ``atom_logits`` (..., A + 1) (no atom, then each atom), ``mixture_logp`` (...) the
+    mixture's log probability of the gap's cell, ``atom`` (...) int64: 1 + the atom the gap
+    is, 0 for none. A gap on atom ``a`` has ``P(a) + P(none) P_mixture(cell)`` (the two ways
+    to it), any other ``P(none) P_mixture(cell)``."""
+    la = F.log_softmax(atom_logits.float(), dim=-1)
+    on = la.gather(-1, atom.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    on = torch.where(atom > 0, on, torch.full_like(on, -1e4))
+    return torch.logaddexp(la[..., 0] + mixture_logp, on)
+
+
 def mixture_cdf(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """P(Y <= x) under a mixture of logistics, shape (...) like ``x`` (float32; -inf gives
     0, +inf gives 1). ``params``: (..., 3M) = mixture logits, locations, log scales, as for
@@ -115,9 +131,17 @@ def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def mixture_width(mixtures: int, atoms: int) -> int:
+    """Outputs of a continuous head: ``3 * mixtures`` (logits, locations, log scales), plus
+    ``atoms + 1`` logits (no atom, then each atom) where the field has atoms."""
+    return 3 * mixtures + (atoms + 1 if atoms else 0)
+
+
 class FlowNet(nn.Module):
     """Autoregressive flow network. ``fields``: (name, kind, size) in generation order, kind
-    ``cat`` (size = vocabulary) or ``cont`` (size ignored)."""
+    ``cat`` (size = vocabulary) or ``cont`` (size = the field's atoms, ``gap_atoms``; 0 for
+    none). A continuous head's output is ``mixture_width``: the mixture's ``3 M`` parameters
+    first, then its atom logits."""
 
     def __init__(
         self,
@@ -165,7 +189,8 @@ class FlowNet(nn.Module):
         prefix_mask = torch.tril(torch.ones(n_fields, n_fields), diagonal=-1)
         self.register_buffer("prefix_mask", prefix_mask, persistent=False)
         self.head_out = nn.ModuleList(
-            nn.Linear(d, size if kind == "cat" else 3 * mixtures) for _, kind, size in self.fields
+            nn.Linear(d, size if kind == "cat" else mixture_width(mixtures, size))
+            for _, kind, size in self.fields
         )
         self.cat_index = {name: j for j, (name, kind, _) in enumerate(self.fields) if kind == "cat"}
         for name, j in self.cat_index.items():
@@ -197,7 +222,13 @@ class FlowNet(nn.Module):
         with torch.no_grad():
             bias = self.head_out[j].bias
             bias[self.M : 2 * self.M] = quantiles
-            bias[2 * self.M :] = math.log(max(spread, 1e-3))
+            bias[2 * self.M : 3 * self.M] = math.log(max(spread, 1e-3))
+
+    def init_atoms(self, j: int, shares: torch.Tensor) -> None:
+        """Start continuous head ``j``'s atom logits at the log of ``shares`` (A + 1,): no
+        atom, then each atom (``gap_atoms``)."""
+        with torch.no_grad():
+            self.head_out[j].bias[3 * self.M :] = torch.log(shares.clamp(min=1e-6))
 
     def rbf(self, v: torch.Tensor) -> torch.Tensor:
         """(...,) in [0, 1] -> (..., N_RBF + 1) radial features plus the value."""

@@ -146,8 +146,11 @@ class StepSampler:
         value_maps: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         gap_copula: np.ndarray | None = None,
         value_copulas: dict[str, np.ndarray] | None = None,
+        gap_atoms: np.ndarray | None = None,
     ) -> None:
         self.fields, self.vocabs, self.specs, self.warp = fields, vocabs, specs, warp
+        # whole-second gaps the gap head draws exactly (``neural_vocab.gap_atoms``), (A,)
+        self.atoms = np.zeros(0) if gap_atoms is None else np.asarray(gap_atoms, np.float64)
         # the gaps' residual dependence (``neural_copula``): (2, p) AR coefficients and the
         # lag correlations they reproduce; None: each gap's uniform drawn independently
         cop = None if gap_copula is None else np.asarray(gap_copula, dtype=np.float64)
@@ -331,7 +334,7 @@ class StepSampler:
             )
             s = self._state(hist, log_ctx, aux, role, hid)
             acc = s.copy()
-            # per field: a logistic value, a token (the third is unused)
+            # per field: a logistic value, a token, a gap atom (``dt`` with atoms; else unused)
             u = rng.random((B, 3 * F)).clip(1e-6, 1 - 1e-6)
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
             values: dict[str, np.ndarray] = {}
@@ -413,6 +416,12 @@ class StepSampler:
                     if f == "dt":  # (no warp: a capture too short to fit one)
                         x = scale_gaps(x * per_day / 86400.0, fac) * 86400.0 / per_day
                     x_net = _count_value(y_net, spec) if mapped and f != "dt" else x
+                if f == "dt" and self.atoms.size:  # a gap on an atom: that many seconds
+                    # exactly, on no clock (a period is the same at any hour and activity)
+                    atom = draw_categorical(o[:, 3 * M :], u[:, 3 * j + 2])
+                    on = atom > 0
+                    x = x_net = np.where(on, self.atoms[np.maximum(atom - 1, 0)], x)
+                    lat = np.where(on, np.nan, lat)
                 if f == "dt":
                     new_ts = ts + x
                     tfeat = time_features(new_ts, self.weekly)
