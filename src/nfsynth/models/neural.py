@@ -23,7 +23,10 @@ peer token has one kind).
 Time: ``dt`` is modelled in operational time (``neural_vocab.TimeWarp``): the gap, warped by
 the training data's hourly flow profile and divided by the host's mean gap (its activity),
 so the daily rhythm and the flows per host-day are built in and the network learns the
-shape of the gaps (bursts, sessions). After training, ``calibrate`` scales the idle part of
+shape of the gaps (bursts, sessions). A fixed period in seconds falls at another latent for
+every host and hour, so with ``gap_atoms`` the whole-second gaps that stand out of a
+sub-second log's gaps (its clock, keep-alives, beacons: ``neural_vocab.gap_atoms``) have
+logits of their own beside the mixture, and the sampler draws them exactly. After training, ``calibrate`` scales the idle part of
 sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training
 hosts hold their flows per day (the mean of a log-space mixture is sensitive to its tail,
 and free-running history drifts from teacher forcing), and offsets the categorical heads'
