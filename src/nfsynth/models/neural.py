@@ -26,7 +26,9 @@ so the daily rhythm and the flows per host-day are built in and the network lear
 shape of the gaps (bursts, sessions). A fixed period in seconds falls at another latent for
 every host and hour, so with ``gap_atoms`` the whole-second gaps that stand out of a
 sub-second log's gaps (its clock, keep-alives, beacons: ``neural_vocab.gap_atoms``) have
-logits of their own beside the mixture, and the sampler draws them exactly. After training, ``calibrate`` scales the idle part of
+logits of their own beside the mixture, and the sampler draws them exactly.
+
+After training, ``calibrate`` scales the idle part of
 sampled gaps (``neural_sample.scale_gaps``) so that free-running samples of the training
 hosts hold their flows per day (the mean of a log-space mixture is sensitive to its tail,
 and free-running history drifts from teacher forcing), and offsets the categorical heads'
