@@ -1292,14 +1292,15 @@ def test_gap_atom_likelihood_adds_both_ways_to_the_atom() -> None:
         assert torch.allclose(got.exp(), torch.tensor([want]))
 
 
-def test_gap_atoms_keep_a_hosts_beacon() -> None:
+def test_gap_atoms_keep_a_hosts_beacon(tmp_path: Path) -> None:
     """Setup: the planted hosts on a 4 ms grid, one of which sends a flow exactly every 60
     s from 08:00 (a beacon: a quarter of the training gaps). Run: fit with and without
     ``gap_atoms``, sample a day of the 4 hosts. Assert: the atoms are [60 s]; with them the
     sample keeps at least half of the training share of 60 s gaps, without them under 2%
     (the mixture spreads a gap over its host's rate and the hour's rhythm); the model
     scores the beacon's flows more likely with them (the evaluation's gap bin holding 60 s
-    is wide, so by half a nat a flow)."""
+    is wide, so by half a nat a flow); a saved model keeps its atoms, its scores and its
+    seeded rows."""
     rng = np.random.default_rng(4)
     flows = make_flows(ROLES2, per_day=300)
     flows["ts"] = flows["ts"] + 0.004 * rng.integers(0, 250, len(flows))
@@ -1326,7 +1327,15 @@ def test_gap_atoms_keep_a_hosts_beacon() -> None:
         assert model.gap_atoms_.tolist() == ([60.0] if on else [])
         sample = model.sample(4, 86400.0 * 2, 1.0, seed=1).to_pandas()
         shares[on] = share_60(sample)
-        scores[on] = float(model.log_prob(flows[flows["user"] == "h0"]).mean())
+        scored = model.log_prob(flows[flows["user"] == "h0"])
+        scores[on] = float(scored.mean())
+        if on:
+            model.save(tmp_path / "atoms")
+            loaded = NeuralFlowModel.load(tmp_path / "atoms")
+            assert loaded.gap_atoms_.tolist() == [60.0]
+            np.testing.assert_allclose(loaded.log_prob(flows[flows["user"] == "h0"]), scored)
+            again = loaded.sample(4, 86400.0 * 2, 1.0, seed=1).to_pandas()
+            pd.testing.assert_frame_equal(again, sample)
     assert share_60(train) > 0.2
     assert shares[True] > 0.5 * share_60(train) and shares[False] < 0.02, shares
     assert scores[True] > scores[False] + 0.25, scores  # nats per flow (0.52 measured)
