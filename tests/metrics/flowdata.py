@@ -18,10 +18,16 @@ WIN = 300.0
 
 
 def make_raw(
-    seed: int, n_users: int = 12, days: float = 1.0, rate: float = 1.0, prefix="Comp"
+    seed: int,
+    n_users: int = 12,
+    days: float = 1.0,
+    rate: float = 1.0,
+    prefix="Comp",
+    persistence: float = 0.9,
 ) -> pd.DataFrame:
     """Canonical flows of ``n_users`` hosts over ``days`` days; about ``rate`` flows per
-    window on average (mean of a bursty, hour-shaped Poisson rate)."""
+    window on average (mean of a bursty, hour-shaped Poisson rate). ``persistence``: the
+    AR(1) coefficient of each host's log-rate per 5-minute window (0: no memory)."""
     rng = np.random.default_rng(seed)
     n_win = int(days * DAY / WIN)
     hour = (np.arange(n_win) * WIN // 3600) % 24
@@ -29,7 +35,7 @@ def make_raw(
     ar = np.zeros((n_users, n_win))
     noise = rng.normal(0, 0.5, size=(n_users, n_win))
     for t in range(1, n_win):  # AR(1) over windows, vectorised over users
-        ar[:, t] = 0.9 * ar[:, t - 1] + noise[:, t]
+        ar[:, t] = persistence * ar[:, t - 1] + noise[:, t]
     lam = rate * profile[None, :] * np.exp(ar - 0.5)
     counts = rng.poisson(lam)
     u_idx, w_idx = np.nonzero(counts)

@@ -127,8 +127,8 @@ def test_every_written_metric_has_a_goal(results):
 
 def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
     """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
-    deriving features, then scores the flow metrics on random rows and the sequence metrics
-    on whole hosts, each drawn with the subsample seed; the protocol utility redraws its
+    deriving features, then scores the flow metrics on random rows, the sequence metrics
+    on whole hosts, each drawn with the subsample seed, and the ACF error on every host; the protocol utility redraws its
     training flows from the derived sample and the training split."""
     from nfsynth.metrics.common import sample_rows
     from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
@@ -153,6 +153,8 @@ def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
         real_seq=subsample_hosts(real, max_rows, 0),
         synthetic_seq=subsample_hosts(derived, max_rows, 0),
         train_seq=subsample_hosts(train, max_rows, 0),
+        real_hosts=real,  # the ACF error: every host up to evaluation.acf_rows a side
+        synthetic_hosts=derived,
         synthetic_pool=derived,  # the protocol utility's redraws (evaluation.utility_draws)
         train_pool=train,
     )
@@ -186,6 +188,8 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
             real_seq=subsample_hosts(real, cfg["max_rows"], 0),
             synthetic_seq=subsample_hosts(derived, cfg["max_rows"], 0),
             train_seq=subsample_hosts(train, cfg["max_rows"], 0),
+            real_hosts=real,
+            synthetic_hosts=derived,
             synthetic_pool=derived,
             train_pool=train,
         )
@@ -193,6 +197,39 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
     assert got == pytest.approx(scored(len(train)), nan_ok=True)
     every = scored(len(derived))  # all of the sample's flows: a lower JSD for the volume
     assert every["jsd_mean"] < got["jsd_mean"]
+
+
+def test_the_acf_error_sees_every_host_where_max_rows_holds_a_few():
+    """Hosts of two kinds: half whose activity persists for hours, half whose activity has
+    no memory. A sample drawn from the same mix as the test split matches its ACF when every
+    host is scored (``acf_rows``, the default). Scored on the whole hosts that ``max_rows``
+    holds (two of twelve a side), it compares one draw of a few real hosts with another of
+    synthetic ones, and the error swings with the draw."""
+    from nfsynth.metrics import acf
+    from tests.metrics.flowdata import user_flows
+
+    def hosts(seed: int, prefix: str) -> pd.DataFrame:
+        raw = pd.concat(
+            [
+                make_raw(seed, n_users=6, rate=4.0, prefix=f"{prefix}A", persistence=0.97),
+                make_raw(seed + 50, n_users=6, rate=4.0, prefix=f"{prefix}B", persistence=0.0),
+            ],
+            ignore_index=True,
+        )
+        return user_flows(raw)
+
+    real, synthetic = hosts(41, "Comp"), hosts(42, "CompSynth")
+    every = acf.compute(real, synthetic)["acf_mae"]
+    few_rows = 2 * len(real) // 12
+    few = [
+        acf.compute(subsample_hosts(real, few_rows, s), subsample_hosts(synthetic, few_rows, s))[
+            "acf_mae"
+        ]
+        for s in range(8)
+    ]
+    assert every < 0.05
+    assert np.mean(few) > 2 * every
+    assert max(few) - min(few) > 2 * every
 
 
 def test_random_rows_keep_the_host_mix_whole_hosts_do_not():
