@@ -128,8 +128,9 @@ def test_every_written_metric_has_a_goal(results):
 def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
     """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
     deriving features, then scores the flow metrics on random rows, the sequence metrics
-    on whole hosts, each drawn with the subsample seed, and the ACF error on every host; the protocol utility redraws its
-    training flows from the derived sample and the training split."""
+    on whole hosts, each drawn with the subsample seed, and the ACF error on every host;
+    the protocol utility redraws its training flows from the derived sample and the
+    training split."""
     from nfsynth.metrics.common import sample_rows
     from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
 
@@ -202,9 +203,9 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
 def test_the_acf_error_sees_every_host_where_max_rows_holds_a_few():
     """Hosts of two kinds: half whose activity persists for hours, half whose activity has
     no memory. A sample drawn from the same mix as the test split matches its ACF when every
-    host is scored (``acf_rows``, the default). Scored on the whole hosts that ``max_rows``
-    holds (two of twelve a side), it compares one draw of a few real hosts with another of
-    synthetic ones, and the error swings with the draw."""
+    host is scored (``acf_rows``, the default). Scored on the whole hosts that a sixth of
+    the flows hold, as ``max_rows`` held them, it compares one draw of a few real hosts with
+    another of synthetic ones, and the error swings with the draw."""
     from nfsynth.metrics import acf
     from tests.metrics.flowdata import user_flows
 

@@ -15,8 +15,9 @@ host's past). The ACF error sees whole hosts up to ``evaluation.acf_rows`` flows
 default every host of a sample: it averages per-host curves of 5-minute windows, cheap to
 compute, and scored on the few hosts ``max_rows`` holds it compared one draw of real hosts
 with another of synthetic ones (docs/metrics.md). ``evaluation.prdc_rows`` bounds
-density/coverage and ``evaluation.privacy_rows`` the distance to closest record. A sample is cut to ``FLOOD_FACTOR x max_rows`` whole hosts before
-its features are derived (memory stays bounded whatever a model writes).
+density/coverage and ``evaluation.privacy_rows`` the distance to closest record. A sample is
+cut to ``FLOOD_FACTOR x max_rows`` whole hosts before its features are derived (memory stays
+bounded whatever a model writes).
 """
 
 from __future__ import annotations
@@ -171,11 +172,11 @@ def score(
     ``raw_synthetic``: the flows the rule checks see (default ``synthetic``). ``model``: a
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
     sequence metrics (default: the frames above). ``*_hosts``: whole-host frames for the ACF
-    error, ``evaluation.acf_rows`` flows a side (default: the ``*_seq`` frames). ``*_pool``: the frames ``synthetic`` and
-    ``train`` were drawn from, which the protocol utility redraws from
-    (``evaluation.utility_draws``; None: one draw). ``ceiling``: the train-on-real figures
-    (``utility_ceiling``) where the caller has them (the same for every sample of a
-    dataset); None: computed here. All frames are user-flow DataFrames; the caller
+    error, ``evaluation.acf_rows`` flows a side (default: the ``*_seq`` frames).
+    ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from, which the protocol
+    utility redraws from (``evaluation.utility_draws``; None: one draw). ``ceiling``: the
+    train-on-real figures (``utility_ceiling``) where the caller has them (the same for
+    every sample of a dataset); None: computed here. All frames are user-flow DataFrames; the caller
     subsamples. Returns ``{metric: value}``.
     """
     real_seq = real if real_seq is None else real_seq
