@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from nfsynth.models.neural_copula import (
     MIN_INNOVATION,
@@ -14,7 +14,6 @@ from nfsynth.models.neural_copula import (
     gap_copula_step,
     lag_correlations,
     latent_correlations,
-    logistic_mixture_cdf,
     mixture_quantile,
 )
 
@@ -152,6 +151,15 @@ def test_latent_correlations_undo_the_damping_of_coarse_cells(phi: float) -> Non
     ok = np.ones_like(m, dtype=bool)
     assert lag_correlations(m, ok, 1)[0] < 0.9 * phi
     np.testing.assert_allclose(latent_correlations(m, ok, 3), phi ** np.arange(1, 4), atol=0.02)
+
+
+def logistic_mixture_cdf(
+    y: np.ndarray, logits: np.ndarray, mu: np.ndarray, log_s: np.ndarray
+) -> np.ndarray:
+    """The reference: CDF at ``y`` (B,) of the logistic mixtures with component logits,
+    locations and log scales (B, M), by scipy's logistic distribution and softmax."""
+    parts = stats.logistic.cdf(np.asarray(y, float)[:, None], loc=mu, scale=np.exp(log_s))
+    return np.sum(special.softmax(logits, axis=1) * parts, axis=1)
 
 
 def test_mixture_quantile_inverts_the_mixture_cdf_within_its_bounds() -> None:

@@ -178,15 +178,6 @@ def _cdf(y: np.ndarray, w: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> np.
     return np.sum(w * (0.5 + 0.5 * np.tanh(0.5 * (y[:, None] - mu) / scale)), axis=1)
 
 
-def logistic_mixture_cdf(
-    y: np.ndarray, logits: np.ndarray, mu: np.ndarray, log_s: np.ndarray
-) -> np.ndarray:
-    """CDF at ``y`` (B,) of the logistic mixtures with component logits, locations and log
-    scales (B, M): float64 (B,)."""
-    w, scale = _mixture_parts(np.asarray(logits, np.float64), np.asarray(log_s, np.float64))
-    return _cdf(np.asarray(y, np.float64), w, mu, scale)
-
-
 def mixture_quantile(
     logits: np.ndarray,
     mu: np.ndarray,
