@@ -127,10 +127,10 @@ def test_every_written_metric_has_a_goal(results):
 
 def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
     """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
-    deriving features, then scores the flow metrics on random rows, the sequence metrics
-    on whole hosts, each drawn with the subsample seed, and the ACF error on every host;
-    the protocol utility redraws its training flows from the derived sample and the
-    training split."""
+    deriving features, then scores the flow metrics on random rows, the forecast and NLL
+    on whole hosts, each drawn with the subsample seed, and the per-host statistics (ACF,
+    inter-arrival, runs) on every host; the protocol utility redraws its training flows
+    from the derived sample and the training split."""
     from nfsynth.metrics.common import sample_rows
     from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
 
@@ -154,7 +154,7 @@ def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
         real_seq=subsample_hosts(real, max_rows, 0),
         synthetic_seq=subsample_hosts(derived, max_rows, 0),
         train_seq=subsample_hosts(train, max_rows, 0),
-        real_hosts=real,  # the ACF error: every host up to evaluation.acf_rows a side
+        real_hosts=real,  # ACF, inter-arrival, runs: every host up to evaluation.host_rows
         synthetic_hosts=derived,
         synthetic_pool=derived,  # the protocol utility's redraws (evaluation.utility_draws)
         train_pool=train,
@@ -203,7 +203,7 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
 def test_the_acf_error_sees_every_host_where_max_rows_holds_a_few():
     """Hosts of two kinds: half whose activity persists for hours, half whose activity has
     no memory. A sample drawn from the same mix as the test split matches its ACF when every
-    host is scored (``acf_rows``, the default). Scored on the whole hosts that a sixth of
+    host is scored (``host_rows``, the default). Scored on the whole hosts that a sixth of
     the flows hold, as ``max_rows`` held them, it compares one draw of a few real hosts with
     another of synthetic ones, and the error swings with the draw."""
     from nfsynth.metrics import acf

@@ -9,12 +9,12 @@ Scoring cost is bounded by ``evaluation.max_rows`` per side, drawn two ways with
 seed: flows drawn at random (``common.sample_rows``) for the metrics of the flows' joint
 distribution (marginals, hour-conditioned, pairs, rules, density, protocol utility,
 privacy), whose value must not hinge on which heavy hosts happen to be drawn; whole hosts
-(``common.subsample_hosts``, per-host sequences intact) for the metrics of sequences
-(inter-arrival, runs of like flows, forecast utility, the NLL of models that condition on a
-host's past). The ACF error sees whole hosts up to ``evaluation.acf_rows`` flows a side, by
-default every host of a sample: it averages per-host curves of 5-minute windows, cheap to
-compute, and scored on the few hosts ``max_rows`` holds it compared one draw of real hosts
-with another of synthetic ones (docs/metrics.md). ``evaluation.prdc_rows`` bounds
+(``common.subsample_hosts``, per-host sequences intact) for the forecast utility and the NLL
+of models that condition on a host's past. The per-host statistics (ACF, inter-arrival,
+runs of like flows) see whole hosts up to ``evaluation.host_rows`` flows a side, by default
+every host of a sample: they are cheap to compute, and scored on the few hosts ``max_rows``
+holds they compared one draw of real hosts with another of synthetic ones
+(docs/metrics.md). ``evaluation.prdc_rows`` bounds
 density/coverage and ``evaluation.privacy_rows`` the distance to closest record. A sample is
 cut to ``FLOOD_FACTOR x max_rows`` whole hosts before its features are derived (memory stays
 bounded whatever a model writes).
@@ -103,7 +103,7 @@ DEFAULTS: dict[str, Any] = {
     "prdc_rows": 5000,
     "prdc_k": 5,
     "acf_max_lag": 50,
-    "acf_rows": 120000,  # config/schema.yaml's default: every host of a default-sized sample
+    "host_rows": 120000,  # config/schema.yaml's default: every host of a default-sized sample
     "forecast_lags": 6,
     "window_seconds": WINDOW_SECONDS,
     "subsample_seed": 0,
@@ -171,8 +171,9 @@ def score(
     ``train``: the real training flows (utility baselines, privacy, ``jsd_train_mean``).
     ``raw_synthetic``: the flows the rule checks see (default ``synthetic``). ``model``: a
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
-    sequence metrics (default: the frames above). ``*_hosts``: whole-host frames for the ACF
-    error, ``evaluation.acf_rows`` flows a side (default: the ``*_seq`` frames).
+    forecast utility and the NLL (default: the frames above). ``*_hosts``: whole-host frames
+    for the per-host statistics, ``evaluation.host_rows`` flows a side (default: the
+    ``*_seq`` frames).
     ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from, which the protocol
     utility redraws from (``evaluation.utility_draws``; None: one draw). ``ceiling``: the
     train-on-real figures (``utility_ceiling``) where the caller has them (the same for
@@ -197,8 +198,9 @@ def score(
         ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
         ("temporal", lambda: {**acf.compute(real_hosts, synthetic_hosts,
                                             int(s["acf_max_lag"]), seconds),
-                              interarrival.NAME: interarrival.compute(real_seq, synthetic_seq),
-                              **serial.compute(real_seq, synthetic_seq, space),
+                              interarrival.NAME: interarrival.compute(real_hosts,
+                                                                      synthetic_hosts),
+                              **serial.compute(real_hosts, synthetic_hosts, space),
                               **time_grid.compute(real, synthetic)}),
         ("rules", lambda: rules.compute(
             synthetic if raw_synthetic is None else raw_synthetic,
@@ -290,7 +292,7 @@ def evaluate_sample(
     """
     s = _settings(cfg)
     max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
-    acf_rows = int(s["acf_rows"])
+    host_rows = int(s["host_rows"])
     raw = synthetic_table.to_pandas() if isinstance(synthetic_table, pa.Table) else synthetic_table
     n_raw = len(raw)
     # Whole hosts are drawn before the features are derived (the same rows as deriving first:
@@ -326,8 +328,8 @@ def evaluate_sample(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        real_hosts=subsample_hosts(real, acf_rows, seed),
-        synthetic_hosts=subsample_hosts(synthetic, acf_rows, seed),
+        real_hosts=subsample_hosts(real, host_rows, seed),
+        synthetic_hosts=subsample_hosts(synthetic, host_rows, seed),
         synthetic_pool=synthetic,
         train_pool=train,
         ceiling=ceiling,
@@ -351,7 +353,7 @@ def evaluate_reference(
     """
     s = _settings(cfg)
     max_rows, seed = int(s["max_rows"]), int(s["subsample_seed"])
-    acf_rows = int(s["acf_rows"])
+    host_rows = int(s["host_rows"])
     val, real, train = users.subset("val"), users.subset("test"), users.subset("train")
     log.info("rows: real val %d, real test %d, real train %d", len(val), len(real), len(train))
     return score(
@@ -363,8 +365,8 @@ def evaluate_reference(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(val, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        real_hosts=subsample_hosts(real, acf_rows, seed),
-        synthetic_hosts=subsample_hosts(val, acf_rows, seed),
+        real_hosts=subsample_hosts(real, host_rows, seed),
+        synthetic_hosts=subsample_hosts(val, host_rows, seed),
         synthetic_pool=val,
         train_pool=train,
         ceiling=ceiling,
