@@ -14,9 +14,9 @@ of models that condition on a host's past. The per-host statistics (ACF, inter-a
 runs of like flows) see whole hosts up to ``evaluation.host_rows`` flows a side, by default
 every host of a sample: they are cheap to compute, and scored on the few hosts ``max_rows``
 holds they compared one draw of real hosts with another of synthetic ones
-(docs/metrics.md). ``evaluation.prdc_rows`` bounds
-density/coverage and ``evaluation.privacy_rows`` the distance to closest record. A sample is
-cut to ``FLOOD_FACTOR x max_rows`` whole hosts before its features are derived (memory stays
+(docs/metrics.md). ``evaluation.prdc_rows`` bounds density/coverage and
+``evaluation.privacy_rows`` the distance to closest record. A sample is cut to
+``FLOOD_FACTOR x max_rows`` whole hosts before its features are derived (memory stays
 bounded whatever a model writes).
 """
 
@@ -139,6 +139,11 @@ def _settings(cfg: dict[str, Any] | None) -> dict[str, Any]:
     return {**DEFAULTS, **(cfg or {})}
 
 
+def _n_hosts(flows: pd.DataFrame) -> int:
+    """Distinct users of a user-flow frame (0 without a ``user`` column)."""
+    return int(flows["user"].nunique()) if "user" in flows else 0
+
+
 def synthetic_flows(sample: pa.Table | pd.DataFrame, internal: Any = None) -> pd.DataFrame:
     """A sample (``schema.SAMPLE_SCHEMA``) as user flows, through the same feature code as
     real flows (``features.userflows.derive_features``; no rolling statistics)."""
@@ -173,12 +178,11 @@ def score(
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
     forecast utility and the NLL (default: the frames above). ``*_hosts``: whole-host frames
     for the per-host statistics, ``evaluation.host_rows`` flows a side (default: the
-    ``*_seq`` frames).
-    ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from, which the protocol
-    utility redraws from (``evaluation.utility_draws``; None: one draw). ``ceiling``: the
-    train-on-real figures (``utility_ceiling``) where the caller has them (the same for
-    every sample of a dataset); None: computed here. All frames are user-flow DataFrames; the caller
-    subsamples. Returns ``{metric: value}``.
+    ``*_seq`` frames). ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from,
+    which the protocol utility redraws from (``evaluation.utility_draws``; None: one draw).
+    ``ceiling``: the train-on-real figures (``utility_ceiling``) where the caller has them
+    (the same for every sample of a dataset); None: computed here. All frames are user-flow
+    DataFrames; the caller subsamples. Returns ``{metric: value}``.
     """
     real_seq = real if real_seq is None else real_seq
     synthetic_seq = synthetic if synthetic_seq is None else synthetic_seq
@@ -317,6 +321,14 @@ def evaluate_sample(
 
         model = registry.load(str(model_dir))
     synth_rows = sample_rows(synthetic, n_flows, seed)
+    real_hosts = subsample_hosts(real, host_rows, seed)
+    synthetic_hosts = subsample_hosts(synthetic, host_rows, seed)
+    log.info(
+        "per-host statistics on whole hosts: synthetic %d flows of %d hosts, real test %d of "
+        "%d (host_rows %d)",
+        len(synthetic_hosts), _n_hosts(synthetic_hosts), len(real_hosts), _n_hosts(real_hosts),
+        host_rows,
+    )  # fmt: skip
     return score(
         sample_rows(real, max_rows, seed),
         synth_rows,
@@ -328,8 +340,8 @@ def evaluate_sample(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        real_hosts=subsample_hosts(real, host_rows, seed),
-        synthetic_hosts=subsample_hosts(synthetic, host_rows, seed),
+        real_hosts=real_hosts,
+        synthetic_hosts=synthetic_hosts,
         synthetic_pool=synthetic,
         train_pool=train,
         ceiling=ceiling,
