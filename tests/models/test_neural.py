@@ -1292,6 +1292,21 @@ def test_gap_atom_likelihood_adds_both_ways_to_the_atom() -> None:
         assert torch.allclose(got.exp(), torch.tensor([want]))
 
 
+def test_a_bin_holds_the_mixture_and_every_atom_inside_it() -> None:
+    """``with_atoms_in_bin`` (the held-out NLL): a bin has P(none) P_mixture(bin) plus the
+    probability of each atom inside it, and agrees with ``with_atoms`` for a bin of one."""
+    from nfsynth.models.neural_net import with_atoms, with_atoms_in_bin
+
+    p = torch.tensor([[0.6, 0.25, 0.15]])  # none, atom 1, atom 2
+    mix = torch.tensor([0.1]).log()
+    cases = (([-1e4, -1e4], 0.06), ([0.0, -1e4], 0.31), ([0.0, 0.0], 0.46))
+    for log_in, want in cases:
+        got = with_atoms_in_bin(p.log(), mix, torch.tensor([log_in]))
+        assert torch.allclose(got.exp(), torch.tensor([want]))
+    one = with_atoms(p.log(), mix, torch.tensor([2]))
+    assert torch.allclose(with_atoms_in_bin(p.log(), mix, torch.tensor([[-1e4, 0.0]])), one)
+
+
 def test_gap_atoms_keep_a_hosts_beacon(tmp_path: Path) -> None:
     """Setup: the planted hosts on a 4 ms grid, one of which sends a flow exactly every 60
     s from 08:00 (a beacon: a quarter of the training gaps). Run: fit with and without

@@ -106,6 +106,7 @@ from nfsynth.models.neural_net import (
     mixture_cdf,
     torch_threads,
     with_atoms,
+    with_atoms_in_bin,
 )
 from nfsynth.models.neural_optim import OneCycleAdamW
 from nfsynth.models.neural_sample import StepSampler
@@ -942,14 +943,8 @@ class NeuralFlowModel(FlowModel):
                     m3 = 3 * net.M
                     logp = interval_log_prob(heads[j][..., :m3], lo, hi, width)
                     if len(t) > 4:  # P(none) P_mixture(bin) + the atoms in the bin
-                        la = F.log_softmax(heads[j][..., m3:].float(), dim=-1)
                         log_in = torch.as_tensor(t[4][tpos], device=self.device_)
-                        logp = torch.logsumexp(
-                            torch.cat(
-                                [(la[..., :1] + logp.unsqueeze(-1)), la[..., 1:] + log_in], -1
-                            ),
-                            dim=-1,
-                        )
+                        logp = with_atoms_in_bin(heads[j][..., m3:], logp, log_in)
                 out[t[0]][rows] = logp.cpu().numpy()[keep]
         # back to the frame's row order
         result = {}

@@ -104,6 +104,19 @@ def with_atoms(
     return torch.logaddexp(la[..., 0] + mixture_logp, on)
 
 
+def with_atoms_in_bin(
+    atom_logits: torch.Tensor, mixture_logp: torch.Tensor, log_in: torch.Tensor
+) -> torch.Tensor:
+    """log P of each gap's evaluation bin (...) under a head with atoms: ``atom_logits``
+    (..., A + 1) as for ``with_atoms``, ``mixture_logp`` (...) the mixture's log probability
+    of the bin, ``log_in`` (..., A) 0 for the atoms inside the bin and -1e4 for the others.
+    ``P(none) P_mixture(bin)`` plus the probability of every atom in the bin (the held-out
+    NLL, where a bin can hold several atoms; ``with_atoms`` is the case of one gap's cell)."""
+    la = F.log_softmax(atom_logits.float(), dim=-1)
+    parts = torch.cat([la[..., :1] + mixture_logp.unsqueeze(-1), la[..., 1:] + log_in], -1)
+    return torch.logsumexp(parts, dim=-1)
+
+
 def mixture_cdf(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """P(Y <= x) under a mixture of logistics, shape (...) like ``x`` (float32; -inf gives
     0, +inf gives 1). ``params``: (..., 3M) = mixture logits, locations, log scales, as for
