@@ -144,6 +144,22 @@ def _n_hosts(flows: pd.DataFrame) -> int:
     return int(flows["user"].nunique()) if "user" in flows else 0
 
 
+def per_host_frames(
+    real: pd.DataFrame, synthetic: pd.DataFrame, host_rows: int, seed: int
+) -> dict[str, pd.DataFrame]:
+    """``score``'s ``real_hosts`` and ``synthetic_hosts``: whole hosts up to ``host_rows``
+    flows a side (``common.subsample_hosts``), with a log line of what each side holds."""
+    real_hosts = subsample_hosts(real, host_rows, seed)
+    synthetic_hosts = subsample_hosts(synthetic, host_rows, seed)
+    log.info(
+        "per-host statistics on whole hosts: synthetic %d flows of %d hosts, real test %d of "
+        "%d (host_rows %d)",
+        len(synthetic_hosts), _n_hosts(synthetic_hosts), len(real_hosts), _n_hosts(real_hosts),
+        host_rows,
+    )  # fmt: skip
+    return {"real_hosts": real_hosts, "synthetic_hosts": synthetic_hosts}
+
+
 def synthetic_flows(sample: pa.Table | pd.DataFrame, internal: Any = None) -> pd.DataFrame:
     """A sample (``schema.SAMPLE_SCHEMA``) as user flows, through the same feature code as
     real flows (``features.userflows.derive_features``; no rolling statistics)."""
@@ -321,14 +337,6 @@ def evaluate_sample(
 
         model = registry.load(str(model_dir))
     synth_rows = sample_rows(synthetic, n_flows, seed)
-    real_hosts = subsample_hosts(real, host_rows, seed)
-    synthetic_hosts = subsample_hosts(synthetic, host_rows, seed)
-    log.info(
-        "per-host statistics on whole hosts: synthetic %d flows of %d hosts, real test %d of "
-        "%d (host_rows %d)",
-        len(synthetic_hosts), _n_hosts(synthetic_hosts), len(real_hosts), _n_hosts(real_hosts),
-        host_rows,
-    )  # fmt: skip
     return score(
         sample_rows(real, max_rows, seed),
         synth_rows,
@@ -340,8 +348,7 @@ def evaluate_sample(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        real_hosts=real_hosts,
-        synthetic_hosts=synthetic_hosts,
+        **per_host_frames(real, synthetic, host_rows, seed),
         synthetic_pool=synthetic,
         train_pool=train,
         ceiling=ceiling,
@@ -377,8 +384,7 @@ def evaluate_reference(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(val, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        real_hosts=subsample_hosts(real, host_rows, seed),
-        synthetic_hosts=subsample_hosts(val, host_rows, seed),
+        **per_host_frames(real, val, host_rows, seed),
         synthetic_pool=val,
         train_pool=train,
         ceiling=ceiling,
