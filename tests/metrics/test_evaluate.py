@@ -156,6 +156,7 @@ def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
         train_seq=subsample_hosts(train, max_rows, 0),
         real_hosts=real,  # ACF, inter-arrival, runs: every host up to evaluation.host_rows
         synthetic_hosts=derived,
+        train_hosts=train,  # acf_mae_train
         synthetic_pool=derived,  # the protocol utility's redraws (evaluation.utility_draws)
         train_pool=train,
     )
@@ -191,6 +192,7 @@ def test_flow_metrics_score_as_many_synthetic_flows_as_training_flows(users):
             train_seq=subsample_hosts(train, cfg["max_rows"], 0),
             real_hosts=real,
             synthetic_hosts=derived,
+            train_hosts=train,  # acf_mae_train
             synthetic_pool=derived,
             train_pool=train,
         )
@@ -231,6 +233,30 @@ def test_the_acf_error_sees_every_host_where_max_rows_holds_a_few():
     assert every < 0.05
     assert np.mean(few) > 2 * every
     assert max(few) - min(few) > 2 * every
+
+
+def test_the_acf_error_against_the_training_hosts_separates_the_model_from_the_split():
+    """``acf_mae_train``: training hosts whose activity persists for hours, test hosts whose
+    activity has no memory (as on a split by host whose test hosts are flatter). A sample of
+    hosts like the training hosts scores near 0 against them and far from the test hosts;
+    a sample with no memory scores the other way round. ``acf_mae`` alone would rank the
+    second first."""
+    from tests.metrics.flowdata import user_flows
+
+    kinds = {"train": ("CompT", 0.8), "test": ("CompX", 0.0), "kept": ("CompS", 0.8),
+             "flat": ("CompS", 0.0)}  # fmt: skip
+    frames = {
+        name: user_flows(make_raw(51 + i, n_users=12, rate=4.0, prefix=p, persistence=q))
+        for i, (name, (p, q)) in enumerate(kinds.items())
+    }
+    space = EvalSpace.fit(frames["train"])
+    kept, flat = (
+        score(frames["test"], frames[k], frames["train"], space, CFG) for k in ("kept", "flat")
+    )
+    # two draws of hosts of one kind differ by their noise (about 0.02 here)
+    assert kept["acf_mae_train"] < 0.5 * flat["acf_mae_train"]
+    assert flat["acf_mae"] < 0.5 * kept["acf_mae"]
+    assert goal_of("acf_mae_train") == "min"
 
 
 def test_random_rows_keep_the_host_mix_whole_hosts_do_not():

@@ -118,6 +118,11 @@ DEFAULTS: dict[str, Any] = {
 #: split (on a split by host, most of ``jsd_mean``; docs/metrics.md)
 TRAIN_JSD = "jsd_train_mean"
 
+#: The ACF error (``acf_mae``) against the real *training* hosts: whether the sample keeps
+#: the rhythm and persistence of the hosts the model learnt from, apart from how the test
+#: hosts differ from them (on UGR'16's split by host, its 4 test hosts barely autocorrelate)
+TRAIN_ACF = "acf_mae_train"
+
 #: A sample keeps at most this many times ``max_rows`` flows (whole hosts) for scoring.
 FLOOD_FACTOR = 4
 
@@ -145,19 +150,24 @@ def _n_hosts(flows: pd.DataFrame) -> int:
 
 
 def per_host_frames(
-    real: pd.DataFrame, synthetic: pd.DataFrame, host_rows: int, seed: int
+    real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame, host_rows: int, seed: int
 ) -> dict[str, pd.DataFrame]:
-    """``score``'s ``real_hosts`` and ``synthetic_hosts``: whole hosts up to ``host_rows``
-    flows a side (``common.subsample_hosts``), with a log line of what each side holds."""
-    real_hosts = subsample_hosts(real, host_rows, seed)
-    synthetic_hosts = subsample_hosts(synthetic, host_rows, seed)
+    """``score``'s ``real_hosts``, ``synthetic_hosts`` and ``train_hosts``: whole hosts up to
+    ``host_rows`` flows a side (``common.subsample_hosts``) of the real test, synthetic and
+    real training flows, with a log line of what each side holds."""
+    frames = {
+        "real_hosts": subsample_hosts(real, host_rows, seed),
+        "synthetic_hosts": subsample_hosts(synthetic, host_rows, seed),
+        "train_hosts": subsample_hosts(train, host_rows, seed),
+    }
     log.info(
-        "per-host statistics on whole hosts: synthetic %d flows of %d hosts, real test %d of "
-        "%d (host_rows %d)",
-        len(synthetic_hosts), _n_hosts(synthetic_hosts), len(real_hosts), _n_hosts(real_hosts),
-        host_rows,
+        "per-host statistics on whole hosts (host_rows %d): %s", host_rows,
+        ", ".join(f"{side} {len(f)} flows of {_n_hosts(f)} hosts"
+                  for side, f in zip(("synthetic", "real test", "real train"),
+                                     (frames["synthetic_hosts"], frames["real_hosts"],
+                                      frames["train_hosts"]), strict=True)),
     )  # fmt: skip
-    return {"real_hosts": real_hosts, "synthetic_hosts": synthetic_hosts}
+    return frames
 
 
 def synthetic_flows(sample: pa.Table | pd.DataFrame, internal: Any = None) -> pd.DataFrame:
@@ -183,6 +193,7 @@ def score(
     train_seq: pd.DataFrame | None = None,
     real_hosts: pd.DataFrame | None = None,
     synthetic_hosts: pd.DataFrame | None = None,
+    train_hosts: pd.DataFrame | None = None,
     synthetic_pool: pd.DataFrame | None = None,
     train_pool: pd.DataFrame | None = None,
     ceiling: dict[str, float] | None = None,
@@ -194,7 +205,7 @@ def score(
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
     forecast utility and the NLL (default: the frames above). ``*_hosts``: whole-host frames
     for the per-host statistics, ``evaluation.host_rows`` flows a side (default: the
-    ``*_seq`` frames). ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from,
+    ``*_seq`` frames); ``train_hosts`` scores ``acf_mae_train``. ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from,
     which the protocol utility redraws from (``evaluation.utility_draws``; None: one draw).
     ``ceiling``: the train-on-real figures (``utility_ceiling``) where the caller has them
     (the same for every sample of a dataset); None: computed here. All frames are user-flow
@@ -205,6 +216,7 @@ def score(
     train_seq = train if train_seq is None else train_seq
     real_hosts = real_seq if real_hosts is None else real_hosts
     synthetic_hosts = synthetic_seq if synthetic_hosts is None else synthetic_hosts
+    train_hosts = train_seq if train_hosts is None else train_hosts
     s = _settings(cfg)
     seconds = float(s["window_seconds"])
     seed = int(s["subsample_seed"])
@@ -218,6 +230,8 @@ def score(
         ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
         ("temporal", lambda: {**acf.compute(real_hosts, synthetic_hosts,
                                             int(s["acf_max_lag"]), seconds),
+                              TRAIN_ACF: acf.compute(train_hosts, synthetic_hosts,
+                                                     int(s["acf_max_lag"]), seconds)[acf.NAME],
                               interarrival.NAME: interarrival.compute(real_hosts,
                                                                       synthetic_hosts),
                               **serial.compute(real_hosts, synthetic_hosts, space),
@@ -348,7 +362,7 @@ def evaluate_sample(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(synthetic, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        **per_host_frames(real, synthetic, host_rows, seed),
+        **per_host_frames(real, synthetic, train, host_rows, seed),
         synthetic_pool=synthetic,
         train_pool=train,
         ceiling=ceiling,
@@ -384,7 +398,7 @@ def evaluate_reference(
         real_seq=subsample_hosts(real, max_rows, seed),
         synthetic_seq=subsample_hosts(val, max_rows, seed),
         train_seq=subsample_hosts(train, max_rows, seed),
-        **per_host_frames(real, val, host_rows, seed),
+        **per_host_frames(real, val, train, host_rows, seed),
         synthetic_pool=val,
         train_pool=train,
         ceiling=ceiling,
