@@ -52,6 +52,17 @@ def acf_curves(
     }
 
 
+def curve_errors(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> dict[str, float]:
+    """``{"acf_mae": ..., "acf_mae_flows": ..., "acf_mae_bytes": ...}`` in [0, 2] of two
+    ``acf_curves`` results (a synthetic lag no user has counts as 0; a real one is skipped)."""
+    out = {}
+    for key in ("flows", "bytes"):
+        diff = np.abs(real[key] - np.nan_to_num(synthetic[key], nan=0.0))
+        out[f"acf_mae_{key}"] = float(np.nanmean(diff)) if np.isfinite(diff).any() else np.nan
+    out[NAME] = float(np.nanmean([out["acf_mae_flows"], out["acf_mae_bytes"]]))
+    return out
+
+
 def compute(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -59,11 +70,6 @@ def compute(
     window_seconds: float = WINDOW_SECONDS,
 ) -> dict[str, float]:
     """``{"acf_mae": ..., "acf_mae_flows": ..., "acf_mae_bytes": ...}`` in [0, 2]."""
-    a = acf_curves(real, max_lag, window_seconds)
-    b = acf_curves(synthetic, max_lag, window_seconds)
-    out = {}
-    for key in ("flows", "bytes"):
-        diff = np.abs(a[key] - np.nan_to_num(b[key], nan=0.0))
-        out[f"acf_mae_{key}"] = float(np.nanmean(diff)) if np.isfinite(diff).any() else np.nan
-    out[NAME] = float(np.nanmean([out["acf_mae_flows"], out["acf_mae_bytes"]]))
-    return out
+    return curve_errors(
+        acf_curves(real, max_lag, window_seconds), acf_curves(synthetic, max_lag, window_seconds)
+    )

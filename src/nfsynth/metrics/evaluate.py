@@ -160,13 +160,11 @@ def per_host_frames(
         "synthetic_hosts": subsample_hosts(synthetic, host_rows, seed),
         "train_hosts": subsample_hosts(train, host_rows, seed),
     }
-    log.info(
-        "per-host statistics on whole hosts (host_rows %d): %s", host_rows,
-        ", ".join(f"{side} {len(f)} flows of {_n_hosts(f)} hosts"
-                  for side, f in zip(("synthetic", "real test", "real train"),
-                                     (frames["synthetic_hosts"], frames["real_hosts"],
-                                      frames["train_hosts"]), strict=True)),
-    )  # fmt: skip
+    sides = {"synthetic": "synthetic_hosts", "real test": "real_hosts", "real train": "train_hosts"}
+    held = (
+        f"{side} {len(frames[k])} flows of {_n_hosts(frames[k])} hosts" for side, k in sides.items()
+    )
+    log.info("per-host statistics on whole hosts (host_rows %d): %s", host_rows, ", ".join(held))
     return frames
 
 
@@ -205,8 +203,9 @@ def score(
     fitted model for ``nll_bits`` (None: left out). ``*_seq``: whole-host frames for the
     forecast utility and the NLL (default: the frames above). ``*_hosts``: whole-host frames
     for the per-host statistics, ``evaluation.host_rows`` flows a side (default: the
-    ``*_seq`` frames); ``train_hosts`` scores ``acf_mae_train``. ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from,
-    which the protocol utility redraws from (``evaluation.utility_draws``; None: one draw).
+    ``*_seq`` frames; ``train_hosts``, the training hosts, for ``acf_mae_train``).
+    ``*_pool``: the frames ``synthetic`` and ``train`` were drawn from, which the protocol
+    utility redraws from (``evaluation.utility_draws``; None: one draw).
     ``ceiling``: the train-on-real figures (``utility_ceiling``) where the caller has them
     (the same for every sample of a dataset); None: computed here. All frames are user-flow
     DataFrames; the caller subsamples. Returns ``{metric: value}``.
@@ -228,10 +227,8 @@ def score(
         ("hour", lambda: {hour_jsd.NAME: hour_jsd.compute(real, synthetic, space),
                           hour_mi.NAME: hour_mi.compute(real, synthetic, space)}),
         ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
-        ("temporal", lambda: {**acf.compute(real_hosts, synthetic_hosts,
-                                            int(s["acf_max_lag"]), seconds),
-                              TRAIN_ACF: acf.compute(train_hosts, synthetic_hosts,
-                                                     int(s["acf_max_lag"]), seconds)[acf.NAME],
+        ("temporal", lambda: {**acf_errors(real_hosts, synthetic_hosts, train_hosts,
+                                                int(s["acf_max_lag"]), seconds),
                               interarrival.NAME: interarrival.compute(real_hosts,
                                                                       synthetic_hosts),
                               **serial.compute(real_hosts, synthetic_hosts, space),
@@ -261,6 +258,19 @@ def score(
         out.update({k: float(v) for k, v in values.items()})
         log.info("%s: %d value(s) in %.2f s", label, len(values), time.perf_counter() - t0)
     return out
+
+
+def acf_errors(
+    real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame, max_lag: int, seconds: float
+) -> dict[str, float]:
+    """``acf.compute``'s figures of ``synthetic`` against the test hosts ``real``, and its
+    ``acf_mae`` against the training hosts ``train`` (``acf_mae_train``); the synthetic
+    curves are computed once. Whole-host user-flow frames."""
+    curves = acf.acf_curves(synthetic, max_lag, seconds)
+    return {
+        **acf.curve_errors(acf.acf_curves(real, max_lag, seconds), curves),
+        TRAIN_ACF: acf.curve_errors(acf.acf_curves(train, max_lag, seconds), curves)[acf.NAME],
+    }
 
 
 def utility_ceiling(
