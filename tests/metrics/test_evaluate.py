@@ -237,10 +237,10 @@ def test_the_acf_error_sees_every_host_where_max_rows_holds_a_few():
 
 def test_the_acf_error_against_the_training_hosts_separates_the_model_from_the_split():
     """``acf_mae_train``: training hosts whose activity persists for hours, test hosts whose
-    activity has no memory (as on a split by host whose test hosts are flatter). A sample of
-    hosts like the training hosts scores near 0 against them and far from the test hosts;
-    a sample with no memory scores the other way round. ``acf_mae`` alone would rank the
-    second first."""
+    activity has no memory (as on a split by host whose test hosts are flatter). Against the
+    training hosts, a sample of hosts like them scores under half what a sample with no
+    memory scores; against the test hosts, over twice. ``acf_mae`` alone would rank the
+    sample with no memory first."""
     from tests.metrics.flowdata import user_flows
 
     kinds = {"train": ("CompT", 0.8), "test": ("CompX", 0.0), "kept": ("CompS", 0.8),

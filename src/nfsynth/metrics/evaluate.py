@@ -228,7 +228,7 @@ def score(
                           hour_mi.NAME: hour_mi.compute(real, synthetic, space)}),
         ("pairs", lambda: {mi_pairwise.NAME: mi_pairwise.compute(real, synthetic, space)}),
         ("temporal", lambda: {**acf_errors(real_hosts, synthetic_hosts, train_hosts,
-                                                int(s["acf_max_lag"]), seconds),
+                                           int(s["acf_max_lag"]), seconds),
                               interarrival.NAME: interarrival.compute(real_hosts,
                                                                       synthetic_hosts),
                               **serial.compute(real_hosts, synthetic_hosts, space),
