@@ -1095,8 +1095,10 @@ def test_gap_copula_puts_back_the_sessions_the_network_misses(tmp_path) -> None:
     flows."""
     flows = _in_sessions(make_flows(ROLES2, per_day=300, seed=5), seed=0)
     train = flows[flows["split"] == "train"]
-    # windows of 48 flows, so the lags the copula matches are measured far enough
-    model = NeuralFlowModel(**{**SMALL, "gap_copula": True, "seq_len": 48}).fit(flows, seed=1)
+    # windows of 48 flows, so the lags the copula matches are measured far enough; no activity
+    # modulation, whose swings make consecutive gaps alike too (0.26 here without the copula)
+    hp = {**SMALL, "gap_copula": True, "seq_len": 48, "activity_modulation": False}
+    model = NeuralFlowModel(**hp).fit(flows, seed=1)
     assert model.history_["gap_dependence"][0] > 0.2
     assert model.gap_copula_ is not None and model.history_["gap_copula"]["carried"] > 0.2
     frame = model.sample(4, 86400.0, 1.0, seed=2).to_pandas()
@@ -1260,6 +1262,34 @@ def test_activity_modulation_gives_hosts_the_slow_activity_the_network_misses(tm
     dispersion = {k: _hourly_dispersion(f) for k, f in (("hour", hourly), ("plain", plain),
                                                          ("period", frame))}  # fmt: skip
     assert dispersion["hour"] < 1.5 * dispersion["plain"] < dispersion["period"], dispersion
+
+
+def test_activity_shares_spare_the_steady_hosts(tmp_path) -> None:
+    """Setup: of the planted hosts, h0 and h2 steady around the planted hours and h1 and h3
+    re-timed as a Cox process (sigma 0.9, phi 0.9; ``_modulated``), 4 days, the last one
+    validation. Run: fit with ``activity_share`` over the period, save, load. Assert: both
+    steady hosts' shares lie below both modulated hosts' (below 0.5 and above 1), each
+    synthetic host's sigma is the fitted one times its training host's share, and the
+    loaded model keeps the shares and samples the same flows."""
+    base = make_flows(ROLES2, days=4, per_day=1200, seed=7)
+    steady = base["user"].isin(["h0", "h2"])
+    flows = pd.concat(
+        [_modulated(base[steady], 0.0, 0.9, seed=0), _modulated(base[~steady], 0.9, 0.9, seed=1)]
+    ).sort_values(["user", "ts"], kind="mergesort", ignore_index=True)
+    hp = {**SMALL, "activity_modulation": True, "activity_span": "period", "activity_share": True}
+    model = NeuralFlowModel(**hp).fit(flows, seed=1)
+    assert model.activity_ is not None and model.activity_shares_ is not None
+    share = {u: model.activity_shares_[i] for u, i in model.host_ids_.items()}
+    assert max(share["h0"], share["h2"]) < 0.5 and min(share["h1"], share["h3"]) > 1.0, share
+    ids = np.array([model.host_ids_["h0"], model.host_ids_["h1"], len(model.host_ids_)])
+    np.testing.assert_allclose(
+        model._host_sigma(0.7, ids), 0.7 * np.array([share["h0"], share["h1"], 1.0])
+    )
+    frame = model.sample(4, 86400.0, 1.0, seed=2).to_pandas()
+    model.save(tmp_path / "m")
+    again = NeuralFlowModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.activity_shares_, model.activity_shares_)
+    pd.testing.assert_frame_equal(again.sample(4, 86400.0, 1.0, seed=2).to_pandas(), frame)
 
 
 def test_gap_atoms_are_the_whole_seconds_that_stand_out() -> None:

@@ -12,6 +12,7 @@ from nfsynth.models.neural_activity import (
     ActivityClock,
     cell_counts,
     fit_activity_modulation,
+    host_shares,
     modulation_autocovariance,
     modulation_paths,
     normalised_autocovariance,
@@ -58,6 +59,43 @@ def test_modulation_paths_have_mean_one_the_log_sd_and_the_correlation() -> None
     assert abs((zc[:, 1:] * zc[:, :-1]).mean() / zc.var() - 0.8) < 0.01
     assert abs(z[:, 0].std() - 0.6) < 0.05  # started in the stationary law, not at 0
     np.testing.assert_array_equal(modulation_paths(np.random.default_rng(0), 3, 5, 0.0, 0.8), 1)
+
+
+def test_a_path_per_host_takes_its_own_sigma_from_the_same_draws() -> None:
+    """Setup: sigma per host (0, 0.3, 0.9) against one sigma of 0.9, same rng seed. Assert:
+    the host of sigma 0 keeps m = 1; the host of 0.9 gets the path the single sigma gives
+    it; the host of 0.3 has the same z (its log path is a third of that one's, shifted)."""
+    one = modulation_paths(np.random.default_rng(4), 3, 50, 0.9, 0.8)
+    each = modulation_paths(np.random.default_rng(4), 3, 50, np.array([0.0, 0.3, 0.9]), 0.8)
+    np.testing.assert_array_equal(each[0], 1.0)
+    np.testing.assert_allclose(each[2], one[2])
+    z_one = (np.log(one[1]) + 0.5 * 0.81) / 0.9
+    z_each = (np.log(each[1]) + 0.5 * 0.09) / 0.3
+    np.testing.assert_allclose(z_each, z_one, atol=1e-9)
+    np.testing.assert_array_equal(
+        modulation_paths(np.random.default_rng(4), 2, 5, np.zeros(2), 0.8), 1
+    )
+
+
+def test_host_shares_spare_steady_hosts_and_weigh_the_ones_that_come_and_go() -> None:
+    """Setup: 10 hosts on an office rhythm over 4 days, 5 steady (Poisson around the rhythm)
+    and 5 modulated (sigma 0.9, phi 0.9), and one host of a single hour. Assert: the steady
+    hosts' shares lie below 0.35, the modulated ones' above 1 (the mean square share of the
+    hosts measured is 1), the short host gets 1, and so does every host where none is long
+    enough to measure."""
+    warp = office_warp()
+    ts0, h0 = cox_flows(5, 4, 3000, 0.0, 0.9, seed=5)
+    ts1, h1 = cox_flows(5, 4, 3000, 0.9, 0.9, seed=6)
+    ts = np.r_[ts0, ts1, np.linspace(0, 3000, 40)]
+    host = np.r_[h0, h1 + 5, np.full(40, 10)]
+    shares = host_shares(ts, host, 11, warp)
+    assert shares.shape == (11,)
+    assert shares[:5].max() < 0.35, shares
+    assert shares[5:10].min() > 1.0, shares
+    assert shares[10] == 1.0
+    assert abs(np.mean(shares[:10] ** 2) - 1.0) < 1e-9
+    short = host_shares(np.linspace(0, 3000, 40), np.arange(40) % 2, 2, warp)
+    np.testing.assert_array_equal(short, 1.0)
 
 
 def test_the_autocovariance_of_cox_counts_is_the_modulation_s() -> None:

@@ -59,7 +59,9 @@ With ``activity_modulation``, each synthetic host's idle time runs on a clock mo
 log-normal AR(1) path (at the desk or away), fitted in the calibration to the validation
 hosts' 5-minute counts beyond the network's own (``_fit_activity``, ``neural_activity``);
 ``activity_span`` says what the path keeps of each host's expected volume: every clock
-hour's (``hour``) or only the period's (``period``).
+hour's (``hour``) or only the period's (``period``); with ``activity_share`` each host's
+sigma is scaled by its own training counts' share of that variation (``host_shares``), so
+steady hosts (servers) are spared.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ from nfsynth.models.neural_activity import (
     ActivityClock,
     cell_counts,
     fit_activity_modulation,
+    host_shares,
     modulation_paths,
     normalised_autocovariance,
     rescaled_sigma,
@@ -162,6 +165,7 @@ DEFAULTS: dict[str, Any] = {
     "value_copula": False,
     "activity_modulation": True,
     "activity_span": "hour",
+    "activity_share": False,
     "host_dropout": 0.1,
     "calibrate": True,
     "calibrate_values": True,
@@ -267,6 +271,8 @@ class NeuralFlowModel(FlowModel):
         # 5-minute cell), None: none; and the validation hosts' normalised autocovariance
         # it is fitted to (during the fit only)
         self.activity_: tuple[float, float] | None = None
+        # each training host's share of sigma (neural_activity.host_shares), None: 1 for all
+        self.activity_shares_: np.ndarray | None = None
         self._activity_target: np.ndarray | None = None
         self._activity_network: np.ndarray | None = None  # the network's own, round 0
         self.ctx_profile_: np.ndarray | None = None  # (hosts + 1, windows per day, 4) sums
@@ -301,9 +307,11 @@ class NeuralFlowModel(FlowModel):
             self._fit_copulas(enc)
         self.sampler_, self.dt_factor_, self.host_dt_factors_ = None, 1.0, None
         self.token_offsets_, self.value_maps_ = {}, {}
-        self.activity_, self._activity_target = None, None
+        self.activity_, self._activity_target, self.activity_shares_ = None, None, None
         if hp["activity_modulation"] and self.warp_ is not None and val is not None:
             self._activity_target = self._counts_autocovariance(val, "user")
+            if hp["activity_share"]:
+                self._fit_shares(train)
         if hp["calibrate"]:
             self._calibrate(enc, seed)
         self._activity_target = self._activity_network = None
@@ -1038,7 +1046,7 @@ class NeuralFlowModel(FlowModel):
             t0 = math.floor(float(start) / CELL_SECONDS) * CELL_SECONDS
             n_cells = math.ceil((float(start) + days * SECONDS_PER_DAY - t0) / CELL_SECONDS) + 1
             sigma, phi = self.activity_
-            paths = modulation_paths(rng, len(rates), n_cells, sigma, phi)
+            paths = modulation_paths(rng, len(rates), n_cells, self._host_sigma(sigma, hids), phi)
             span = str(self.hyperparameters["activity_span"])
             clock = ActivityClock(self.warp_, np.asarray(hids), paths, t0, span)
         rows = self._chunks(np.asarray(rates, dtype=float), start, days, np.asarray(hids), clock)
@@ -1306,6 +1314,35 @@ class NeuralFlowModel(FlowModel):
         ts = pd.to_numeric(frame["ts"]).to_numpy(dtype=float)
         return normalised_autocovariance(cell_counts(ts, frame[host].to_numpy(), self.warp_))
 
+    def _fit_shares(self, train: pd.DataFrame) -> None:
+        """``activity_shares_``: each training host's share of the modulation's sigma from its
+        own 5-minute counts (``neural_activity.host_shares``), logged in numbers."""
+        assert self.warp_ is not None
+        rows = warp_rows(train["user"].astype(str).to_numpy(), self.host_ids_)
+        ts = train["ts"].to_numpy(dtype=float)
+        shares = host_shares(ts, rows, len(self.host_ids_), self.warp_)
+        self.activity_shares_ = shares
+        q = np.quantile(shares, [0.0, 0.25, 0.5, 0.75, 1.0]) if len(shares) else np.zeros(5)
+        self.history_["activity_shares"] = [round(float(v), 3) for v in shares]
+        log.info(
+            "neural: activity shares of %d training hosts: min %.2f, quartiles %.2f / %.2f / "
+            "%.2f, max %.2f; %d below 0.25",
+            len(shares), *q, int((shares < 0.25).sum()),
+        )  # fmt: skip
+
+    def _host_sigma(self, sigma: float, hids: np.ndarray) -> float | np.ndarray:
+        """The modulation's sigma of synthetic hosts of training-host ids ``hids`` (n,):
+        ``sigma`` times each one's share (1 for a host id without one), or ``sigma`` itself
+        without shares."""
+        shares = self.activity_shares_
+        if shares is None:
+            return sigma
+        hids = np.asarray(hids, dtype=np.int64)
+        known = (hids >= 0) & (hids < len(shares))
+        out = np.ones(len(hids))
+        out[known] = shares[hids[known]]
+        return sigma * out
+
     def _fit_activity(self, frame: pd.DataFrame) -> bool:
         """Fit ``activity_`` (``neural_activity``) from a calibration round's samples of the
         network alone (``frame``: ts, host) and the validation hosts' normalised
@@ -1414,6 +1451,9 @@ class NeuralFlowModel(FlowModel):
                 None if self.host_dt_factors_ is None else self.host_dt_factors_.tolist()
             ),
             "activity": None if self.activity_ is None else list(self.activity_),
+            "activity_shares": (
+                None if self.activity_shares_ is None else self.activity_shares_.tolist()
+            ),
             "gap_atoms": self.gap_atoms_.tolist(),
             "torch_version": torch.__version__,
         }
@@ -1455,6 +1495,8 @@ class NeuralFlowModel(FlowModel):
         factors = state.get("host_dt_factors")
         activity = state.get("activity")  # models saved before it: None (no modulation)
         model.activity_ = None if activity is None else (float(activity[0]), float(activity[1]))
+        shares = state.get("activity_shares")  # models saved before them: none
+        model.activity_shares_ = None if shares is None else np.asarray(shares, dtype=float)
         model.host_dt_factors_ = None if factors is None else np.asarray(factors, dtype=float)
         # models saved before them: none
         model.gap_atoms_ = np.asarray(state.get("gap_atoms", []), dtype=np.float64)

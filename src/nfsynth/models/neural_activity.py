@@ -21,7 +21,9 @@ rhythm's own product, whose value for a Cox process of modulation ``m`` is
 the held-out validation hosts have beyond what the network's own free-running samples have
 (the two combine as a product: ``(1 + rho_total) = (1 + rho_m) (1 + rho_network)``), and
 ``rescaled_sigma`` corrects ``sigma`` by what a calibration round sampled with it realised
-(a host's bursts keep their spacing, so it falls short of its path).
+(a host's bursts keep their spacing, so it falls short of its path). ``host_shares`` gives
+each host its own share of ``sigma`` from its training counts, so steady hosts (servers,
+which weigh most in every hour's mix) keep to their rhythm (docs/neural.md section 35).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ SIGMA2_MAX, PHI_MAX = 4.0, 0.99
 #: the lags (cells) a calibration round's correction of ``sigma`` compares, and the most it
 #: may multiply or divide ``sigma^2`` by
 STEP_LAGS, STEP_RANGE = 6, 4.0
+#: the most a host's share of ``sigma`` (``host_shares``) may be, in units of the mean host's
+SHARE_MAX = 3.0
 
 
 def cell_counts(
@@ -106,6 +110,34 @@ def normalised_autocovariance(
         return np.nanmean(np.vstack(rows), axis=0)
 
 
+def host_shares(
+    ts: np.ndarray, host: np.ndarray, n_hosts: int, warp: TimeWarp | None, lags: int = STEP_LAGS
+) -> np.ndarray:
+    """Each host's share of the modulation's ``sigma``, float64 (n_hosts,): the square root
+    of its own 5-minute counts' normalised autocovariance (``normalised_autocovariance``,
+    mean over lags 1..``lags``) relative to the mean over the hosts measured, within
+    [0, ``SHARE_MAX``]. A host as steady as its rhythm (a server: about 0) gets about none
+    of the modulation, one that comes and goes (a workstation) more than the mean.
+
+    ``ts``: epoch seconds (n,); ``host``: int ids in [0, n_hosts) (n,). A host too short to
+    measure (fewer than ``MIN_CELLS`` cells) gets 1, and so does every host where no host's
+    excess is positive."""
+    ts, host = np.asarray(ts, np.float64), np.asarray(host, np.int64)
+    excess = np.full(int(n_hosts), np.nan)
+    order = np.argsort(host, kind="stable")
+    ids, starts = np.unique(host[order], return_index=True)
+    for h, part in zip(ids, np.split(order, starts[1:]), strict=True):
+        series = cell_counts(ts[part], host[part], warp)
+        if series and 0 <= h < n_hosts:
+            excess[h] = np.nanmean(normalised_autocovariance(series, lags))
+    measured = np.isfinite(excess)
+    mean = float(np.clip(excess[measured], 0.0, None).mean()) if measured.any() else 0.0
+    if mean <= 0:
+        return np.ones(int(n_hosts))
+    share = np.sqrt(np.clip(excess, 0.0, None) / mean).clip(0.0, SHARE_MAX)
+    return np.where(measured, share, 1.0)
+
+
 def modulation_autocovariance(lags: np.ndarray, sigma2: float, phi: float) -> np.ndarray:
     """``exp(sigma2 phi^k) - 1``: the autocovariance of ``exp(sigma z - sigma^2/2)`` at lags
     ``k`` for a unit-variance AR(1) ``z`` of coefficient ``phi``."""
@@ -161,17 +193,19 @@ def rescaled_sigma(
 
 
 def modulation_paths(
-    rng: np.random.Generator, n: int, n_cells: int, sigma: float, phi: float
+    rng: np.random.Generator, n: int, n_cells: int, sigma: float | np.ndarray, phi: float
 ) -> np.ndarray:
     """``exp(sigma z - sigma^2 / 2)`` for ``n`` hosts, float64 (n, n_cells): ``z`` a
     stationary unit-variance AR(1) with coefficient ``phi`` per cell, started in its
-    stationary law, so each path has mean 1 at every cell."""
-    if sigma <= 0 or n_cells == 0:
+    stationary law, so each path has mean 1 at every cell. ``sigma``: one for every host or
+    one per host (n,) (``host_shares`` times the fitted one); the draws are the same."""
+    sig = np.broadcast_to(np.asarray(sigma, np.float64), (n,))[:, None]
+    if n_cells == 0 or not (sig > 0).any():
         return np.ones((n, n_cells))
     eps = rng.standard_normal((n, n_cells))
     eps[:, 1:] *= np.sqrt(1.0 - phi**2)
     z = lfilter([1.0], [1.0, -phi], eps, axis=1)
-    return np.exp(sigma * z - 0.5 * sigma**2)
+    return np.exp(sig * z - 0.5 * sig**2)
 
 
 class ActivityClock:
