@@ -63,9 +63,16 @@ def cell_counts(
     ``(counts, expected)``, float64 arrays (n_cells,). ``ts``: epoch seconds (n,), ``host``:
     any labels (n,). Without a warp the rhythm is flat. Hosts of fewer than ``MIN_CELLS``
     cells are left out."""
+    return labelled_cell_counts(ts, host, warp)[1]
+
+
+def labelled_cell_counts(
+    ts: np.ndarray, host: np.ndarray, warp: TimeWarp | None
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``cell_counts`` with the label of each host it keeps: ``(labels (m,), series)``."""
     ts = np.asarray(ts, dtype=np.float64)
     if ts.size == 0:
-        return []
+        return np.asarray(host)[:0], []
     labels, code = np.unique(np.asarray(host), return_inverse=True)
     first, length, pos = user_grid(ts, code, len(labels), CELL_SECONDS)
     counts = np.bincount(pos, minlength=int(length.sum())).astype(np.float64)
@@ -78,11 +85,9 @@ def cell_counts(
     scale = np.bincount(owner, counts) / np.bincount(owner, rhythm)
     expected = rhythm * scale[owner]
     bounds = np.cumsum(length)[:-1]
-    return [
-        (c, e)
-        for c, e in zip(np.split(counts, bounds), np.split(expected, bounds), strict=True)
-        if c.size >= MIN_CELLS
-    ]
+    kept = length >= MIN_CELLS
+    series = zip(np.split(counts, bounds), np.split(expected, bounds), strict=True)
+    return labels[kept], [ce for ce, keep in zip(series, kept, strict=True) if keep]
 
 
 def normalised_autocovariance(
@@ -94,20 +99,27 @@ def normalised_autocovariance(
     For counts of a Cox process with intensity ``expected x m`` (``m`` mean 1) this is the
     autocovariance of ``m`` at lag ``k``, whatever the rhythm; each host weighs equally, as
     in the evaluation's ACF (``metrics.acf``)."""
-    rows = []
-    for counts, expected in series:
-        r = counts - expected
-        row = np.full(max_lag, np.nan)
-        for k in range(1, min(max_lag, counts.size - 1) + 1):
-            den = float(np.dot(expected[:-k], expected[k:]))
-            if den > 0:
-                row[k - 1] = float(np.dot(r[:-k], r[k:])) / den
-        rows.append(row)
-    if not rows:
+    rows = host_autocovariance(series, max_lag)
+    if not len(rows):
         return np.full(max_lag, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lags stay NaN
-        return np.nanmean(np.vstack(rows), axis=0)
+        return np.nanmean(rows, axis=0)
+
+
+def host_autocovariance(
+    series: list[tuple[np.ndarray, np.ndarray]], max_lag: int = FIT_LAGS
+) -> np.ndarray:
+    """Each host's row of ``normalised_autocovariance``: float64 (n_hosts, max_lag), NaN
+    where the host does not have the lag."""
+    rows = np.full((len(series), max_lag), np.nan)
+    for i, (counts, expected) in enumerate(series):
+        r = counts - expected
+        for k in range(1, min(max_lag, counts.size - 1) + 1):
+            den = float(np.dot(expected[:-k], expected[k:]))
+            if den > 0:
+                rows[i, k - 1] = float(np.dot(r[:-k], r[k:])) / den
+    return rows
 
 
 def host_shares(
@@ -122,14 +134,14 @@ def host_shares(
     ``ts``: epoch seconds (n,); ``host``: int ids in [0, n_hosts) (n,). A host too short to
     measure (fewer than ``MIN_CELLS`` cells) gets 1, and so does every host where no host's
     excess is positive."""
-    ts, host = np.asarray(ts, np.float64), np.asarray(host, np.int64)
+    ids, series = labelled_cell_counts(ts, np.asarray(host, np.int64), warp)
     excess = np.full(int(n_hosts), np.nan)
-    order = np.argsort(host, kind="stable")
-    ids, starts = np.unique(host[order], return_index=True)
-    for h, part in zip(ids, np.split(order, starts[1:]), strict=True):
-        series = cell_counts(ts[part], host[part], warp)
-        if series and 0 <= h < n_hosts:
-            excess[h] = np.nanmean(normalised_autocovariance(series, lags))
+    if series:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a host without these lags: NaN
+            per_host = np.nanmean(host_autocovariance(series, lags), axis=1)
+        inside = (ids >= 0) & (ids < n_hosts)
+        excess[ids[inside]] = per_host[inside]
     measured = np.isfinite(excess)
     mean = float(np.clip(excess[measured], 0.0, None).mean()) if measured.any() else 0.0
     if mean <= 0:
