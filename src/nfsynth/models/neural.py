@@ -216,6 +216,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype training runs its network in on ``device``: bfloat16 on a CUDA
+    device that supports it, float16 on an older one, None (float32 throughout) on the CPU.
+    The likelihood itself is computed in float32 from the heads either way."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def loss_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler where training runs in float16 (``amp_dtype``), whose gradients
+    would otherwise underflow: the loss is scaled up before the backward pass, the gradients
+    unscaled before clipping, and a step whose gradients overflowed is skipped at a halved
+    scale. None for bfloat16 (float32's exponent range) and float32."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+
 def _shown(curve: np.ndarray) -> list[float | None]:
     """A normalised autocovariance (max_lag,) at ``ACTIVITY_SHOWN`` lags, rounded (None where
     unmeasured), for the log and ``history_``."""
@@ -680,10 +697,12 @@ class NeuralFlowModel(FlowModel):
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean NLL nats/flow over valid targets, number of valid targets)."""
         assert self.net_ is not None
-        amp = self.device_.type == "cuda"
-        dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device_type=self.device_.type, dtype=dtype, enabled=amp):
+        dtype = amp_dtype(self.device_)
+        with torch.autocast(
+            device_type=self.device_.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
             _, heads = self.net_(batch)
+        heads = [h.float() for h in heads]
         nll = self._field_nll(heads, batch)
         w = batch["tvalid"]
         count = w.sum()
@@ -708,6 +727,7 @@ class NeuralFlowModel(FlowModel):
             weight_decay=float(hp["weight_decay"]),
             pct_start=0.15,
         )
+        scaler = loss_scaler(self.device_, amp_dtype(self.device_))
         val_segments = None
         if enc_val is not None:  # max_val_flows worth of windows, spread over every host
             all_val = self._segments(enc_val)
@@ -740,9 +760,16 @@ class NeuralFlowModel(FlowModel):
                         self._self_history(batch, self_history, rng)
                     loss, n = self._loss(batch)
                     opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                    opt.step()
+                    if scaler is None:
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                        opt.step()
+                    else:  # float16: scaled, unscaled before the clip, skipped on overflow
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                        scaler.step(opt)
+                        scaler.update()
                     total += float(loss.detach()) * float(n)
                     count += float(n)
                     bar.set_postfix(

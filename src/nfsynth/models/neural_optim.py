@@ -84,6 +84,12 @@ class OneCycleAdamW:
         self.step_count = 0
         self.lr, self.beta1 = one_cycle(0, self.total_steps, self.max_lr, pct_start)
 
+    @property
+    def param_groups(self) -> list[dict]:
+        """One group of every parameter, as ``torch.optim`` has them: what a
+        ``torch.amp.GradScaler`` reads to unscale the gradients before ``step``."""
+        return [{"params": self.params}]
+
     def zero_grad(self) -> None:
         """Drop the gradients (``set_to_none=True``)."""
         for p in self.params:
