@@ -356,6 +356,41 @@ def test_step_sampler_matches_the_network(fitted: NeuralFlowModel) -> None:
         np.testing.assert_allclose(got[:, ok], want[:, ok], atol=1e-4, err_msg=f)
 
 
+def test_step_sampler_copies_the_history_tokens_as_the_network_does(flows: pd.DataFrame) -> None:
+    """With ``history_copy``, the numpy sampler's categorical heads add the same gates on
+    the same history tokens as the torch network's (random inputs, tokens and missing
+    history flows; gates made non-zero), and a head without history adds none."""
+    from nfsynth.models.neural_sample import StepSampler
+
+    model = NeuralFlowModel(**{**SMALL, "epochs": 1, "history_copy": ["peer", "dport"]})
+    model.fit(flows, seed=0)
+    net = model.net_
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for j, (f, _, size) in enumerate(net.fields):
+            if f in net.copy_fields:
+                net.head_out[j].weight[size:] = torch.randn(net.K, net.d) * 0.5
+    sp = StepSampler(net, model.fields_, model.vocabs_, model.specs_, model.warp_, 300.0)
+    B = 6
+    u = rng.normal(size=(B, net.d)).astype(np.float32)
+    hid = rng.integers(0, net.unknown_host + 1, B)
+    for j, (f, *_) in enumerate(sp.heads):
+        if f not in net.copy_fields:
+            continue
+        tokens = rng.integers(0, model.vocabs_[f].size, (B, net.K))
+        tokens[:, :3] = tokens[:, 3:4]  # a token seen in several history flows
+        present = (rng.random((B, net.K)) < 0.7).astype(np.float32)
+        copy = (torch.as_tensor(tokens), torch.as_tensor(present))
+        with torch.no_grad():
+            want = net.head(j, torch.as_tensor(u), torch.as_tensor(hid), copy).numpy()
+            bare = net.head(j, torch.as_tensor(u), torch.as_tensor(hid)).numpy()
+        ok = np.asarray(model.vocabs_[f].seen, bool)
+        got = sp.head_output(j, u, hid, copy_from=(tokens, present))
+        np.testing.assert_allclose(got[:, ok], want[:, ok], atol=1e-4, err_msg=f)
+        assert np.abs(want - bare)[:, ok].max() > 0.1
+        np.testing.assert_allclose(sp.head_output(j, u, hid)[:, ok], bare[:, ok], atol=1e-4)
+
+
 def test_time_warp_round_trip_and_unit_gaps() -> None:
     """inverse(forward(t)) = t; a day of warped time is a day; a host with R flows/day at a
     constant rhythm has latent 0 for a gap of 86400 / R seconds."""
@@ -1117,6 +1152,72 @@ def _in_sessions(flows: pd.DataFrame, seed: int) -> pd.DataFrame:
     day = np.floor(out["ts"] / 86400.0)
     out["split"] = np.where(day >= day.max(), "val", "train")
     return out
+
+
+def _peer_sessions(flows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``flows`` whose outgoing hosts talk to 8 external peers in sessions: each flow starts
+    a new session with probability 1/6, to a peer drawn uniformly, else keeps the peer of
+    the flow before (consecutive flows share their peer about 85% of the time)."""
+    rng = np.random.default_rng(seed)
+    out = flows.copy()
+    for _, frame in out.groupby("user", sort=True):
+        if frame["direction"].iloc[0] != "out":
+            continue
+        start = rng.random(len(frame)) < 1 / 6
+        start[0] = True
+        session = np.cumsum(start) - 1
+        peers = np.array([f"ext-{k}" for k in rng.integers(0, 8, session.max() + 1)])
+        out.loc[frame.index, "peer"] = peers[session]
+    return out
+
+
+def _same_peer_share(frame: pd.DataFrame) -> float:
+    """Share of a host's consecutive flows to the same peer (``dst`` of a sample's outgoing
+    flows, ``peer`` of user-flow rows), outgoing hosts only."""
+    frame = frame[frame["direction"] == "out"].sort_values(["user", "ts"], kind="mergesort")
+    peer = (frame["peer"] if "peer" in frame else frame["dst"]).astype(str).to_numpy()
+    user = frame["user"].astype(str).to_numpy()
+    same = user[1:] == user[:-1]
+    return float((peer[1:] == peer[:-1])[same].mean())
+
+
+def test_history_copy_puts_back_the_sessions_of_one_peer(tmp_path: Path) -> None:
+    """Setup: the planted outgoing hosts talk to 8 peers in sessions (85% of consecutive
+    training flows share their peer). Run: the small network fitted with and without
+    ``history_copy: [peer]``, each sampled for three days. Assert: the copy heads lower the
+    validation NLL; the samples with them share their peer from flow to flow far more often
+    than without (0.58 against 0.16 measured; the training flows 0.87, of which
+    ``self_history`` hides the true peer from 80% of the history); the
+    peers keep their training shares within 0.12 (0.09 measured; a host in a session draws
+    its peers in runs, so a day of two hosts holds few independent draws); the probability of a host's earlier flows does not
+    move when a later flow's peer changes (the copy sees the past only); saved and loaded,
+    the model samples the same flows."""
+    flows = _peer_sessions(make_flows(ROLES2, per_day=300, seed=5), seed=0)
+    train = flows[flows["split"] == "train"]
+    hp = {**SMALL, "epochs": 8, "patience": 8}
+    copying = NeuralFlowModel(**hp, history_copy=["peer"]).fit(flows, seed=1)
+    plain = NeuralFlowModel(**hp).fit(flows, seed=1)
+    assert copying.history_["best_val"] < plain.history_["best_val"] - 0.15
+    frame = copying.sample(4, 86400.0, 3.0, seed=2).to_pandas()
+    with_copy = _same_peer_share(frame)
+    without = _same_peer_share(plain.sample(4, 86400.0, 3.0, seed=2).to_pandas())
+    assert with_copy > without + 0.3, (with_copy, without)
+    assert with_copy > 0.45, with_copy
+    out = frame[frame["direction"] == "out"]
+    shares = out["dst"].value_counts(normalize=True)
+    want = train.loc[train["direction"] == "out", "peer"].value_counts(normalize=True)
+    assert (shares.reindex(want.index, fill_value=0.0) - want).abs().max() < 0.12
+    host = flows[flows["user"] == "h0"].head(40).reset_index(drop=True)
+    before = copying.log_prob(host)
+    changed = host.copy()
+    changed.loc[30, "peer"] = "ext-7" if changed.loc[30, "peer"] != "ext-7" else "ext-6"
+    after = copying.log_prob(changed)
+    np.testing.assert_allclose(after[:30], before[:30], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(after[31:], before[31:])
+    copying.save(tmp_path / "m")
+    again = NeuralFlowModel.load(tmp_path / "m")
+    assert again.hyperparameters["history_copy"] == ["peer"]
+    pd.testing.assert_frame_equal(again.sample(4, 86400.0, 3.0, seed=2).to_pandas(), frame)
 
 
 def _consecutive_gaps_correlation(frame: pd.DataFrame) -> float:

@@ -159,6 +159,7 @@ DEFAULTS: dict[str, Any] = {
     "history_dropout": 0.3,
     "history_noise": 0.15,
     "self_history": 0.8,
+    "history_copy": [],
     "host_rhythm": 0.0,
     "gap_copula": False,
     "gap_atoms": True,
@@ -447,6 +448,7 @@ class NeuralFlowModel(FlowModel):
             n_hosts=len(self.host_ids_),
             history_dropout=float(hp["history_dropout"]),
             host_dropout=float(hp["host_dropout"]),
+            copy=[f for f in hp["history_copy"] if f in self.fields_],
         )
         return net.to(self.device_)
 
@@ -1501,6 +1503,7 @@ class NeuralFlowModel(FlowModel):
         hyperparameters, state, arrays, space = read_model_files(path, cls.kind)
         if state.get("activity") is not None:  # saved before the span was a choice: the
             hyperparameters.setdefault("activity_span", "period")  # span it was fitted with
+        hyperparameters.setdefault("history_copy", [])  # saved before the copy heads
         model = cls(**hyperparameters)
         model.device_ = pick_device(hyperparameters.get("device", "auto"))
         model.space_ = space

@@ -197,11 +197,18 @@ class StepSampler:
         self.heads = []
         # gate x host log frequencies (+ calibration offsets), (hosts + 1, V)
         self.priors: dict[str, np.ndarray] = {}
+        # per categorical field with ``FlowNet.copy_k``: the weights (d, K) and bias (K,) of
+        # its gates on the host's history tokens (``neural_net.copy_logits``)
+        self.copy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, f in enumerate(fields):
             w1, b1 = _np(net.head_w1[j]), _np(net.head_b1[j])
             wo, bo = _np(net.head_out[j].weight).T.copy(), _np(net.head_out[j].bias)
             emb = net.embed[f]
             if f in CATEGORICAL:
+                V = vocabs[f].size
+                if f in net.copy_fields:
+                    self.copy[f] = (wo[:, V:].copy(), bo[V:].copy())
+                    wo, bo = wo[:, :V].copy(), bo[:V].copy()
                 seen = vocabs[f].seen or [True] * vocabs[f].size
                 bo = bo + np.where(np.asarray(seen, bool), 0.0, -1e9).astype(np.float32)
                 self.priors[f] = float(_np(net.prior_gate)[j]) * _np(getattr(net, f"prior_{f}"))
@@ -227,16 +234,30 @@ class StepSampler:
         return np.concatenate([feats, v[:, None]], axis=1)
 
     def head_output(
-        self, j: int, u: np.ndarray, hid: np.ndarray, prior: np.ndarray | None = None
+        self,
+        j: int,
+        u: np.ndarray,
+        hid: np.ndarray,
+        prior: np.ndarray | None = None,
+        copy_from: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """``FlowNet.head``: field ``j``'s output (B, out_j) from its input ``u`` (B, d) for
         training-host ids ``hid`` (B,) (categorical heads add the host prior, ``prior`` (B,
         V) if given, else gathered from ``hid``; tokens never seen in training are
-        masked)."""
+        masked; with copy gates, the gates on ``copy_from``'s history tokens (B, K) int
+        where each history flow is present (B, K) float)."""
         f, w1, b1, wo, bo, _, eb = self.heads[j]
-        o = gelu(u @ w1 + b1) @ wo + bo
+        h = gelu(u @ w1 + b1)
+        o = h @ wo + bo
         if eb is not None:
             return o
+        if f in self.copy and copy_from is not None:
+            tokens, present = copy_from
+            cw, cb = self.copy[f]
+            gates = (h @ cw + cb) * present
+            B, V = o.shape
+            flat = (np.arange(B)[:, None] * V + tokens).ravel()
+            o = o + np.bincount(flat, gates.ravel(), minlength=B * V).reshape(B, V)
         return o + (self.priors[f][hid] if prior is None else prior)
 
     def _state(self, hist, log_ctx, aux, role, hid) -> np.ndarray:
@@ -311,6 +332,9 @@ class StepSampler:
         tf_now = time_features(ts, self.weekly)  # of each row's current time, (n, 4)
         # the host priors of the categorical heads, gathered once per batch composition
         priors = {f: p[hid] for f, p in self.priors.items()}
+        # each row's last K tokens per copying field, oldest first (``head_output``)
+        tok_hist = {f: np.zeros((n, K), np.int64) for f in self.copy}
+        lag_of = np.arange(K - 1, -1, -1, dtype=np.float32)  # flows back from the newest
         cop = self.gap_copula
         cop_state = None
         if cop is not None:
@@ -334,6 +358,7 @@ class StepSampler:
             )
             s = self._state(hist, log_ctx, aux, role, hid)
             acc = s.copy()
+            present = (steps[:, None] > lag_of[None, :]).astype(np.float32)  # (B, K)
             # per field: a logistic value, a token, a gap atom (``dt`` with atoms; else unused)
             u = rng.random((B, 3 * F)).clip(1e-6, 1 - 1e-6)
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
@@ -345,7 +370,8 @@ class StepSampler:
             net: dict[str, np.ndarray] = {}
             new_ts, tfeat = ts, None
             for j, (f, _, _, _, _, ew, eb) in enumerate(self.heads):
-                o = self.head_output(j, acc, hid, priors.get(f))
+                copy_from = (tok_hist[f], present) if f in tok_hist else None
+                o = self.head_output(j, acc, hid, priors.get(f), copy_from)
                 if eb is None:  # categorical: a token from the softmax
                     if f in self.proto_mask:
                         o = o + self.proto_mask[f][values["proto"]]
@@ -440,6 +466,9 @@ class StepSampler:
             # host state: history, context windows
             hist[:, :-1] = hist[:, 1:].copy()
             hist[:, -1] = (acc - s) @ self.hist_in
+            for f, toks in tok_hist.items():
+                toks[:, :-1] = toks[:, 1:].copy()
+                toks[:, -1] = net[f]
             new_win = np.floor(new_ts / self.window_seconds)
             moved = np.flatnonzero(new_win > win)
             if moved.size:
@@ -467,6 +496,7 @@ class StepSampler:
                 hist, ctx, log_ctx = hist[keep], ctx[keep], log_ctx[keep]
                 ts, win, steps, tf_now = ts[keep], win[keep], steps[keep], tf_now[keep]
                 priors = {f: p[keep] for f, p in priors.items()}
+                tok_hist = {f: v[keep] for f, v in tok_hist.items()}
                 if cop_state is not None:
                     cop_state = cop_state[keep]
                 value_state = {f: v[keep] for f, v in value_state.items()}
