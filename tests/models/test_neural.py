@@ -820,6 +820,7 @@ def test_rare_peers_are_sampled_as_training_peers_of_their_kind() -> None:
     flows.loc[internal, "peer_kind"] = "internal"
     model = NeuralFlowModel(**{**SMALL, "epochs": 3, "top_peers": 4}).fit(flows, seed=0)
     assert model.vocabs_["peer"].tokens[-1] == "<internal>"
+    assert model.vocabs_["peer"].bucket_repeat["<internal>"] < 0.05  # no sessions planted
     sample = model.sample(4, 86400.0, 1.0, seed=3).to_pandas()
     out = sample["direction"].astype(str) == "out"
     peer = pd.Series(np.where(out, sample["dst"], sample["src"])).astype(str)
@@ -827,6 +828,59 @@ def test_rare_peers_are_sampled_as_training_peers_of_their_kind() -> None:
     assert set(peer) <= set(train["peer"].astype(str))
     share = peer.str.startswith("C").mean()
     assert abs(share - (train["peer_kind"] == "internal").mean()) < 0.1, share
+
+
+def test_a_session_to_a_rare_peer_keeps_its_peer() -> None:
+    """Setup: a peer vocabulary with an ``<internal>`` bucket of 50 equally frequent peers,
+    measured on training flows whose hosts stay with a rare peer for 70% of consecutive
+    flows. Run: decode 40,000 flows of 20 hosts, all in the bucket, in shuffled row order,
+    with and without their hosts and times. Assert: ``bucket_repeats`` measures 0.7; with
+    hosts, a host's consecutive flows share their peer at that share (plus the 1/50 of a
+    fresh draw), without them at about 1/50; every peer stays a training peer, drawn about
+    evenly; exact tokens are left as they are."""
+    from nfsynth.models.neural_vocab import CategoricalVocab, bucket_repeats
+
+    rng = np.random.default_rng(0)
+    peers = np.array([f"C{i}" for i in range(50)], dtype=object)
+    n = 40_000
+    user = np.repeat(np.arange(20), n // 20).astype(str).astype(object)
+    keep = rng.random(n) < 0.7
+    draw = peers[rng.integers(0, 50, n)]
+    text = draw.copy()
+    for k in range(1, n):
+        if keep[k] and user[k] == user[k - 1]:
+            text[k] = text[k - 1]
+    bucket = np.full(n, "<internal>", dtype=object)
+    share = bucket_repeats(text, bucket, user, ["<external>", "<internal>"])
+    assert share["<external>"] == 0.0 and abs(share["<internal>"] - 0.7 - 0.3 / 50) < 0.01
+    vocab = CategoricalVocab(
+        name="peer",
+        tokens=["web", "<external>", "<internal>"],
+        n_exact=1,
+        eval_code=[0, 1, 2],
+        bucket_values={"<internal>": list(peers)},
+        bucket_counts={"<internal>": [10] * 50},
+        bucket_repeat=share,
+    )
+    ts = np.tile(np.arange(n // 20, dtype=float), 20)
+    shuffle = rng.permutation(n)
+    ids = np.full(n, 2)
+    ids[::97] = 0  # a few flows to the exact peer break some runs
+
+    def consecutive_share(values: np.ndarray) -> float:
+        order = np.lexsort((ts[shuffle], user[shuffle]))
+        v, u, i = values[order], user[shuffle][order], ids[shuffle][order]
+        pair = (u[1:] == u[:-1]) & (i[1:] == 2) & (i[:-1] == 2)
+        return float((v[1:] == v[:-1])[pair].mean())
+
+    kept = vocab.decode(ids[shuffle], np.random.default_rng(1), user[shuffle], ts[shuffle])
+    free = vocab.decode(ids[shuffle], np.random.default_rng(1))
+    assert abs(consecutive_share(kept) - (0.706 + 0.294 / 50)) < 0.02
+    assert consecutive_share(free) < 0.05
+    assert set(kept[ids[shuffle] == 2]) <= set(peers)
+    counts = pd.Series(kept[ids[shuffle] == 2]).value_counts()
+    assert len(counts) == 50 and counts.max() < 3 * counts.min()
+    assert (kept[ids[shuffle] == 0] == "web").all()
 
 
 def test_rate_calibration_scales_the_idle_time_and_keeps_the_bursts():

@@ -1017,8 +1017,9 @@ class NeuralFlowModel(FlowModel):
         frame = self._generate(roles, rates, hids, start_seconds(start), float(days), rng)
         names = np.asarray(synthetic_user_names(n_users, role), dtype=object)
         frame["user"] = names[frame.pop("host").to_numpy()]
+        hosts, ts = frame["user"].to_numpy(), frame["ts"].to_numpy()
         for f, vocab in self.vocabs_.items():
-            frame[f] = vocab.decode(frame[f].to_numpy(), rng)
+            frame[f] = vocab.decode(frame[f].to_numpy(), rng, hosts, ts)
         frame["proto"] = pd.to_numeric(frame["proto"], errors="coerce").fillna(0).astype(np.int64)
         table = to_sample_table(frame)
         seconds = time.perf_counter() - t0
