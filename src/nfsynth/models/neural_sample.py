@@ -197,7 +197,7 @@ class StepSampler:
         self.heads = []
         # gate x host log frequencies (+ calibration offsets), (hosts + 1, V)
         self.priors: dict[str, np.ndarray] = {}
-        # per categorical field with ``FlowNet.copy_k``: the weights (d, K) and bias (K,) of
+        # per categorical field in ``FlowNet.copy_fields``: the weights (d, K) and bias (K,) of
         # its gates on the host's history tokens (``neural_net.copy_logits``)
         self.copy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, f in enumerate(fields):
@@ -358,7 +358,8 @@ class StepSampler:
             )
             s = self._state(hist, log_ctx, aux, role, hid)
             acc = s.copy()
-            present = (steps[:, None] > lag_of[None, :]).astype(np.float32)  # (B, K)
+            # which of each row's K history flows exist (B, K), where a field copies
+            present = (steps[:, None] > lag_of[None, :]).astype(np.float32) if tok_hist else None
             # per field: a logistic value, a token, a gap atom (``dt`` with atoms; else unused)
             u = rng.random((B, 3 * F)).clip(1e-6, 1 - 1e-6)
             gumbel = -np.log(-np.log(rng.random((B, F, max(self.M, 1))).clip(1e-12, 1.0)))
