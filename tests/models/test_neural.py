@@ -1268,6 +1268,8 @@ def test_history_copy_puts_back_the_sessions_of_one_peer(tmp_path: Path) -> None
     after = copying.log_prob(changed)
     np.testing.assert_allclose(after[:30], before[:30], rtol=1e-5, atol=1e-5)
     assert not np.allclose(after[31:], before[31:])
+    with pytest.raises(ValueError, match="not categorical"):
+        NeuralFlowModel(history_copy=["bytes"])
     copying.save(tmp_path / "m")
     again = NeuralFlowModel.load(tmp_path / "m")
     assert again.hyperparameters["history_copy"] == ["peer"]

@@ -257,6 +257,12 @@ class NeuralFlowModel(FlowModel):
         span = hyperparameters.get("activity_span", DEFAULTS["activity_span"])
         if span not in SPANS:
             raise ValueError(f"NeuralFlowModel: activity_span {span!r} is not one of {SPANS}")
+        copying = set(hyperparameters.get("history_copy", ())) - CATEGORICAL
+        if copying:
+            raise ValueError(
+                f"NeuralFlowModel: history_copy {sorted(copying)} are not categorical fields "
+                f"({', '.join(sorted(CATEGORICAL))})"
+            )
         super().__init__(**{**DEFAULTS, **hyperparameters})
         self.net_: FlowNet | None = None
         self.vocabs_: dict[str, CategoricalVocab] = {}

@@ -212,9 +212,9 @@ def build_vocab(
     if "user" in flows and "ts" in flows:
         bucket = np.full(len(text), "", dtype=object)
         bucket[rest] = bucket_of
-        order = np.lexsort((flows["ts"].to_numpy(dtype=float), categorical_text(flows["user"])))
-        user = categorical_text(flows["user"])[order]
-        vocab.bucket_repeat = bucket_repeats(text[order], bucket[order], user, bucket_names)
+        user = categorical_text(flows["user"])
+        order = np.lexsort((flows["ts"].to_numpy(dtype=float), user))
+        vocab.bucket_repeat = bucket_repeats(text[order], bucket[order], user[order], bucket_names)
     if name == "peer":
         kinds = _most_frequent_kind(text, categorical_text(flows["peer_kind"]))
         vocab.peer_kind = [str(kinds.get(v, "external")) for v in exact] + ["external", "internal"]
