@@ -128,6 +128,27 @@ def test_training_runs_on_the_cpu_in_float32_and_on_cuda_in_mixed_precision() ->
     assert isinstance(loss_scaler(cpu, torch.float16), torch.amp.GradScaler)
 
 
+def test_cuda_asks_cublas_for_its_deterministic_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pick_device``: on CUDA the cuBLAS workspace setting that deterministic matrix
+    products need is set unless the environment chose one; the CPU leaves it alone; a CUDA
+    device that is missing is refused."""
+    from nfsynth.models.neural import pick_device
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so teardown restores it
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    assert pick_device("cpu").type == "cpu" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        pick_device("cuda")
+    assert pick_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    pick_device("cuda")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_mixed_precision_training_learns_as_float32_does(
     flows: pd.DataFrame, dtype: str, monkeypatch: pytest.MonkeyPatch

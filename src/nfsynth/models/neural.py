@@ -69,6 +69,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -209,11 +210,16 @@ def context_scale(ctx_table: np.ndarray) -> np.ndarray:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
+    """``auto`` -> CUDA when available, else CPU. On CUDA, cuBLAS is asked for its
+    deterministic workspace (``CUBLAS_WORKSPACE_CONFIG``, unless the environment sets one)
+    before any CUDA work: training runs under torch's deterministic algorithms there, and
+    without it cuBLAS's matrix products may differ from run to run."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("models.neural.device is 'cuda' but torch sees no CUDA device")
+    if name == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.device(name)
 
 
