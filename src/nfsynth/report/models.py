@@ -26,6 +26,7 @@ HEADLINE = [
     "acf_mae",
     "interarrival_jsd",
     "serial_corr_diff",
+    "session_diff",
     "time_grid_diff",
     "w1_mean",
     "rule_violations",
@@ -47,9 +48,13 @@ def is_reference_metric(metric: str) -> bool:
 
 def is_detail_metric(metric: str) -> bool:
     """Per-field and per-rule breakdowns (``jsd_bytes``, ``w1_dt``, ``rule_dns_over_icmp``,
-    ``acf_mae_flows``, ``serial_corr_diff_bytes``, ``time_grid_diff_end``): shown in the
-    details table, not in the headline or the winners."""
-    prefixes = ("jsd_", "w1_", "rule_", "acf_mae_", "serial_corr_diff_", "time_grid_diff_")
+    ``acf_mae_flows``, ``serial_corr_diff_bytes``, ``session_diff_peer``,
+    ``time_grid_diff_end``): shown in the details table, not in the headline or the
+    winners."""
+    prefixes = (
+        "jsd_", "w1_", "rule_", "acf_mae_", "serial_corr_diff_", "session_diff_",
+        "time_grid_diff_",
+    )  # fmt: skip
     return metric not in HEADLINE and metric.startswith(prefixes)
 
 
