@@ -37,30 +37,37 @@ def repeat_share(flows: pd.DataFrame, field: str) -> float:
     """Mean over hosts of the share of a host's consecutive flows whose ``field`` equals the
     flow before's (a user-flow frame with ``user``, ``ts`` and ``field``; any row order).
     NaN when no host has ``MIN_PAIRS`` pairs."""
-    frame = flows[["user", "ts", field]].sort_values(["user", "ts"], kind="mergesort")
+    return repeat_shares(flows, [field])[field]
+
+
+def repeat_shares(flows: pd.DataFrame, fields: list[str]) -> dict[str, float]:
+    """``repeat_share`` of each of ``fields``, the frame sorted once."""
+    frame = flows[["user", "ts", *fields]].sort_values(["user", "ts"], kind="mergesort")
     user = frame["user"].astype(str).to_numpy()
-    value = categorical_text(frame[field])
     pair = user[1:] == user[:-1]
-    same = (value[1:] == value[:-1])[pair].astype(float)
     owner = user[1:][pair]
     if owner.size == 0:
-        return float("nan")
+        return dict.fromkeys(fields, float("nan"))
     hosts, index, pairs = np.unique(owner, return_inverse=True, return_counts=True)
-    shares = np.bincount(index, weights=same, minlength=hosts.size) / pairs
-    kept = shares[pairs >= MIN_PAIRS]
-    return float(kept.mean()) if kept.size else float("nan")
+    kept = pairs >= MIN_PAIRS
+    out = {}
+    for f in fields:
+        value = categorical_text(frame[f])
+        same = (value[1:] == value[:-1])[pair].astype(float)
+        shares = np.bincount(index, weights=same, minlength=hosts.size) / pairs
+        out[f] = float(shares[kept].mean()) if kept.any() else float("nan")
+    return out
 
 
 def compute(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, float]:
     """``{"session_diff": ..., "session_diff_<field>": ...}`` (whole-host frames:
     consecutive flows must be the host's own); NaN where no field has a share on both
     sides."""
+    fields = [f for f in FIELDS if f in real and f in synthetic]
+    a, b = repeat_shares(real, fields), repeat_shares(synthetic, fields)
     out: dict[str, float] = {}
-    for f in FIELDS:
-        if f not in real or f not in synthetic:
-            continue
-        a, b = repeat_share(real, f), repeat_share(synthetic, f)
-        if np.isfinite(a) and np.isfinite(b):
-            out[f"{NAME}_{f}"] = abs(a - b)
+    for f in fields:
+        if np.isfinite(a[f]) and np.isfinite(b[f]):
+            out[f"{NAME}_{f}"] = abs(a[f] - b[f])
     out[NAME] = float(np.mean(list(out.values()))) if out else float("nan")
     return out
