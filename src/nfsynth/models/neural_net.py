@@ -327,13 +327,25 @@ class FlowNet(nn.Module):
         """Output of field ``j``'s head from its input (..., d) for host ids (...), a
         categorical head's copying ``copy_from``'s history tokens (``heads``; None: a host
         without history)."""
-        out = self.head_out[j](F.gelu(u @ self.head_w1[j] + self.head_b1[j]))
+        return self._head_out(j, F.gelu(u @ self.head_w1[j] + self.head_b1[j]), host, copy_from)
+
+    def _head_out(
+        self,
+        j: int,
+        hidden: torch.Tensor,
+        host: torch.Tensor,
+        copy_from: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Field ``j``'s output from its head's hidden layer (..., d): a copying head's
+        logits with its gates on ``copy_from``'s tokens (``copy_logits``; None: no history,
+        no gates), then a categorical head's host prior."""
+        out = self.head_out[j](hidden)
         name, kind, size = self.fields[j]
         if kind == "cat" and name in self.copy_fields:
             logits = out[..., :size]
             out = logits if copy_from is None else copy_logits(logits, out[..., size:], *copy_from)
         prior = self.host_prior(j, host)
-        return out if prior is None else out + prior
+        return out if prior is None else out + prior.to(out.dtype)
 
     def heads(
         self,
@@ -367,13 +379,8 @@ class FlowNet(nn.Module):
         outs: list[torch.Tensor | None] = [None] * n_fields
         # unbind: one backward stack, where a select per field zero-fills the whole gradient
         for j, h in zip(idx, hidden.unbind(0), strict=True):
-            out = self.head_out[j](h)
-            name, kind, size = self.fields[j]
-            if kind == "cat" and name in self.copy_fields:
-                tokens, present = copy_from[name]
-                out = copy_logits(out[..., :size], out[..., size:], tokens, present)
-            prior = self.host_prior(j, host)
-            outs[j] = out if prior is None else out + prior.to(out.dtype)
+            copy = copy_from.get(self.fields[j][0]) if copy_from else None
+            outs[j] = self._head_out(j, h, host, copy)
         return outs
 
     def _history_sum(
