@@ -11,7 +11,7 @@ import pytest
 from nfsynth.evalspace import EvalSpace
 from nfsynth.features.tables import UserTables
 from nfsynth.features.userflows import derive_features
-from nfsynth.metrics.common import subsample_hosts
+from nfsynth.metrics.common import BREAKDOWN_PREFIXES, subsample_hosts
 from nfsynth.metrics.evaluate import (
     evaluate_reference,
     evaluate_sample,
@@ -20,6 +20,7 @@ from nfsynth.metrics.evaluate import (
     write_metrics,
 )
 from nfsynth.metrics.summary import summarize
+from nfsynth.report.models import is_detail_metric
 from tests.metrics.flowdata import column_resample, make_raw
 
 INTERNAL = ["Comp*", "DNS*", "Mail"]
@@ -123,6 +124,18 @@ def test_every_written_metric_has_a_goal(results):
         assert goal_of(name) in ("min", "max")
     with pytest.raises(KeyError):
         goal_of("no_such_metric")
+
+
+def test_breakdowns_are_report_details_with_a_min_goal(results):
+    """One list of breakdown prefixes serves the goals and the report's details table."""
+    names = {**results[0], **results[1]}
+    details = [n for n in names if is_detail_metric(n)]
+    seen = {p for p in BREAKDOWN_PREFIXES if any(n.startswith(p) for n in details)}
+    assert {"jsd_", "w1_", "acf_mae_", "rule_"} <= seen
+    assert all(goal_of(n) == "min" for n in details)
+    assert not is_detail_metric("jsd_mean") and "jsd_mean" in names  # a headline metric
+    assert goal_of("tstr_protocol_f1_udp") == "max"
+    assert not is_detail_metric("tstr_protocol_f1_udp")
 
 
 def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):

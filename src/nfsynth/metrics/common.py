@@ -15,6 +15,13 @@ from nfsynth.features.windows import user_grid
 LN2 = float(np.log(2.0))
 WINDOW_SECONDS = 300.0
 
+#: Name prefixes of the per-field and per-rule breakdowns of a metric (``jsd_bytes``,
+#: ``w1_dt``, ``acf_mae_flows``, ``rule_dns_over_icmp``...): each is lower-is-better, and the
+#: report shows them in its details table, not among the headline metrics
+BREAKDOWN_PREFIXES: tuple[str, ...] = (
+    "jsd_", "w1_", "acf_mae_", "serial_corr_diff_", "session_diff_", "time_grid_diff_", "rule_",
+)  # fmt: skip
+
 
 def jsd_counts(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray | float:
     """Jensen-Shannon divergence, base 2, in [0, 1], of two count (or probability) arrays.

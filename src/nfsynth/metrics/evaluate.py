@@ -55,7 +55,12 @@ from nfsynth.metrics import (
     utility_protocol,
     wasserstein,
 )
-from nfsynth.metrics.common import WINDOW_SECONDS, sample_rows, subsample_hosts
+from nfsynth.metrics.common import (
+    BREAKDOWN_PREFIXES,
+    WINDOW_SECONDS,
+    sample_rows,
+    subsample_hosts,
+)
 from nfsynth.metrics.summary import read_metrics_file
 
 log = logging.getLogger(__name__)
@@ -89,14 +94,8 @@ EXTRA_GOALS: dict[str, str] = {
     "exact_copy_share_holdout": "min",
 }
 PREFIX_GOALS: dict[str, str] = {
-    "jsd_": "min",
-    "w1_": "min",
-    "acf_mae_": "min",
-    "serial_corr_diff_": "min",
-    "session_diff_": "min",
-    "time_grid_diff_": "min",
-    "rule_": "min",
-    "tstr_protocol_f1_": "max",
+    **dict.fromkeys(BREAKDOWN_PREFIXES, "min"),
+    "tstr_protocol_f1_": "max",  # per protocol
     "trtr_protocol_f1_": "max",
 }
 

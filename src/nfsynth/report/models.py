@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nfsynth.metrics.common import BREAKDOWN_PREFIXES
 from nfsynth.report.html import Section, paragraph, table
 
 REFERENCE = "real"
@@ -51,11 +52,7 @@ def is_detail_metric(metric: str) -> bool:
     ``acf_mae_flows``, ``serial_corr_diff_bytes``, ``session_diff_peer``,
     ``time_grid_diff_end``): shown in the details table, not in the headline or the
     winners."""
-    prefixes = (
-        "jsd_", "w1_", "rule_", "acf_mae_", "serial_corr_diff_", "session_diff_",
-        "time_grid_diff_",
-    )  # fmt: skip
-    return metric not in HEADLINE and metric.startswith(prefixes)
+    return metric not in HEADLINE and metric.startswith(BREAKDOWN_PREFIXES)
 
 
 def ordered_metrics(metrics: list[str], include: list[str] | None = None) -> list[str]:
