@@ -19,7 +19,8 @@ WINDOW_SECONDS = 300.0
 #: ``w1_dt``, ``acf_mae_flows``, ``rule_dns_over_icmp``...): each is lower-is-better, and the
 #: report shows them in its details table, not among the headline metrics
 BREAKDOWN_PREFIXES: tuple[str, ...] = (
-    "jsd_", "w1_", "acf_mae_", "serial_corr_diff_", "session_diff_", "time_grid_diff_", "rule_",
+    "jsd_", "w1_", "acf_mae_", "serial_corr_diff_", "session_diff_", "burst_diff_",
+    "time_grid_diff_", "rule_",
 )  # fmt: skip
 
 

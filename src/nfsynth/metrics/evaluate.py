@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from nfsynth.evalspace import EvalSpace
 from nfsynth.metrics import (
     acf,
+    bursts,
     coverage,
     dcr,
     density,
@@ -75,6 +76,7 @@ MODULES = (
     interarrival,
     serial,
     sessions,
+    bursts,
     time_grid,
     rules,
     density,
@@ -235,6 +237,7 @@ def score(
                                                                       synthetic_hosts),
                               **serial.compute(real_hosts, synthetic_hosts, space),
                               **sessions.compute(real_hosts, synthetic_hosts),
+                              **bursts.compute(real_hosts, synthetic_hosts),
                               **time_grid.compute(real, synthetic)}),
         ("rules", lambda: rules.compute(
             synthetic if raw_synthetic is None else raw_synthetic,

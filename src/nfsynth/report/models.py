@@ -28,6 +28,7 @@ HEADLINE = [
     "interarrival_jsd",
     "serial_corr_diff",
     "session_diff",
+    "burst_diff",
     "time_grid_diff",
     "w1_mean",
     "rule_violations",
@@ -49,7 +50,7 @@ def is_reference_metric(metric: str) -> bool:
 
 def is_detail_metric(metric: str) -> bool:
     """Per-field and per-rule breakdowns (``jsd_bytes``, ``w1_dt``, ``rule_dns_over_icmp``,
-    ``acf_mae_flows``, ``serial_corr_diff_bytes``, ``session_diff_peer``,
+    ``acf_mae_flows``, ``serial_corr_diff_bytes``, ``session_diff_peer``, ``burst_diff_8``,
     ``time_grid_diff_end``): shown in the details table, not in the headline or the
     winners."""
     return metric not in HEADLINE and metric.startswith(BREAKDOWN_PREFIXES)
