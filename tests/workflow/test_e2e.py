@@ -67,7 +67,12 @@ def test_summary_has_every_model_and_seed(workdir: Path):
     assert {"b1", "b2", "neural", "real"} <= models
     assert set(summary["dataset"]) == {"sim", "ugr16"}
     competing = summary[summary["model"] != "real"]
-    assert (competing["n_seeds"] == 2).all()
+    scored = competing["n_seeds"] == 2
+    # a metric the data gives nothing to score is NaN for every seed: here the bursts of the
+    # test config's small UGR'16 sample (fewer than bursts.MIN_CASES gaps after a run)
+    unscored = (competing["n_seeds"] == 0) & competing["mean"].isna()
+    assert (scored | unscored).all()
+    assert set(competing.loc[unscored, "metric"]) <= {"burst_diff"}
     assert {"jsd_mean", "nll_bits", "acf_mae", "rule_violations"} <= set(summary["metric"])
 
 
