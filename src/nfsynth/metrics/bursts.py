@@ -32,9 +32,9 @@ MAX_VALUE = 1.0
 BURST_GAP = 1.0
 #: run lengths (short gaps in a row) after which the next gap is scored
 RUN_STEPS = (1, 2, 4, 8)
-#: the real frame needs this many gaps after a run of ``k`` to score ``k`` (the simulator's
-#: test day has 66 after 4 short gaps, and one scan in the validation day moves their share
-#: from 0.11 to 0.77)
+#: the real frame needs this many gaps after a run of ``k`` to score ``k``: the simulator's
+#: test day has 66 after 4 short gaps, and their share is 0.11 there and 0.77 on its
+#: validation day
 MIN_CASES = 200
 
 
