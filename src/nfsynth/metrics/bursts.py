@@ -3,9 +3,9 @@ synthetic.
 
 Real hosts send bursts: on UGR'16 a web server answers one client's 300-670 connections
 within 5 minutes, most of them 0 s apart, and a host that has sent 8 flows each less than
-``BURST_GAP`` after the one before sends the next one as quickly 94% of the time (training
-hosts; test hosts 93%). A generator that keeps only the last gap continues a burst at its
-first-step rate at every length (0.64 there), so its bursts stop short and its 5-minute
+``BURST_GAP`` after the one before sends the next one as quickly 93% of the time (training
+hosts; test hosts 94%). A generator that keeps only the last gap continues a burst at about
+its first-step rate at every length (0.60 there), so its bursts stop short and its 5-minute
 counts swing less (docs/neural.md section 38). The inter-arrival JSD cannot see this: it
 compares the gaps' marginal, and shuffling a host's gaps keeps it.
 
