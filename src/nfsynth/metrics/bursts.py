@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nfsynth.metrics.interarrival import host_gaps
+
 NAME = "burst_diff"
 GOAL = "min"
 MIN_VALUE = 0.0
@@ -45,11 +47,8 @@ def continuation(
     within a host, the share that is short, and how many such gaps there are (share NaN
     without any); ``k = 0``: among all gaps. ``flows``: a user-flow frame with ``user`` and
     ``ts`` (seconds), any row order."""
-    frame = flows[["user", "ts"]].sort_values(["user", "ts"], kind="mergesort")
-    user = frame["user"].astype(str).to_numpy()
-    ts = frame["ts"].to_numpy(dtype=float)
-    same = user[1:] == user[:-1]  # gap i: between flows i and i + 1 of one host
-    short = same & (np.diff(ts) < BURST_GAP)
+    gaps, same = host_gaps(flows)  # gap i: between flows i and i + 1, of one host if same[i]
+    short = same & (gaps < BURST_GAP)
     # run[i]: the short gaps in a row ending at gap i (0 where gap i is long or not a gap)
     idx = np.arange(short.size)
     last_break = np.maximum.accumulate(np.where(short, -1, idx)) if short.size else idx

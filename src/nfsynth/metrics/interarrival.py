@@ -21,13 +21,19 @@ MAX_VALUE = 1.0
 EDGES = np.concatenate([[-np.inf], np.arange(-3.0, 6.0 + 1e-9, 0.1), [np.inf]])
 
 
-def interarrivals(flows: pd.DataFrame) -> np.ndarray:
-    """Seconds between consecutive flows of the same host, float64 (n - hosts,)."""
+def host_gaps(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(gaps, same)`` of the frame's rows sorted by (user, ts): the seconds between each
+    row and the next, float64 (n - 1,), and whether the two are one host's, bool (n - 1,)."""
     frame = flows[["user", "ts"]].sort_values(["user", "ts"], kind="mergesort")
     user = frame["user"].astype(str).to_numpy()
     ts = frame["ts"].to_numpy(dtype=float)
-    same = user[1:] == user[:-1]
-    return np.diff(ts)[same]
+    return np.diff(ts), user[1:] == user[:-1]
+
+
+def interarrivals(flows: pd.DataFrame) -> np.ndarray:
+    """Seconds between consecutive flows of the same host, float64 (n - hosts,)."""
+    gaps, same = host_gaps(flows)
+    return gaps[same]
 
 
 def histogram(dt: np.ndarray) -> np.ndarray:
