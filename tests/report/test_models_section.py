@@ -123,3 +123,20 @@ def test_per_protocol_f1_gets_its_own_table_and_no_winner(summary):
     assert "tstr_protocol_f1 " in tables[0] and "tstr_protocol_f1_udp" not in tables[0]
     assert "tstr_protocol_f1_udp" in tables[1] and "trtr_protocol_f1_udp" in tables[1]
     assert "tstr_protocol_f1_udp" not in html.split("Winner per metric")[1]
+
+
+def test_the_split_acf_figure_stands_beside_the_acf_error_and_does_not_compete(summary):
+    """``trtr_acf_mae`` (the training hosts in a sample's place) is a fidelity figure: it is
+    a column of the fidelity table, right after ``acf_mae``, in no utility table and not a
+    winner, though its value is the lowest of the column it would compete in."""
+    split = with_metric(summary, "acf_mae", "min", b1=0.035, b2=0.042, neural=0.044)
+    split = with_metric(split, "trtr_acf_mae", "min", b1=0.056, b2=0.056, neural=0.056)
+    html = "".join(models_section(split, "d").parts)
+    fidelity = html.split("Fidelity and likelihood")[1].split("Utility")[0]
+    utility = html.split("Utility")[1].split("Winner per metric")[0]
+    header = fidelity.split("</thead>")[0]
+    assert header.index("acf_mae ↓") < header.index("trtr_acf_mae ↓")
+    assert header.index("trtr_acf_mae ↓") - header.index("acf_mae ↓") < 40  # the next column
+    assert "trtr_acf_mae" not in utility
+    winners = html.split("Winner per metric")[1]
+    assert "trtr_acf_mae" not in winners and "acf_mae" in winners

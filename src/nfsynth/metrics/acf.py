@@ -35,10 +35,15 @@ def pooled_acf(user_index: np.ndarray, values: np.ndarray, max_lag: int) -> np.n
     if values.size == 0:
         return np.full(max_lag, np.nan)
     bounds = np.flatnonzero(np.diff(user_index)) + 1
-    curves = np.vstack([acf(part, max_lag) for part in np.split(values, bounds)])  # per user
+    return mean_curve([acf(part, max_lag) for part in np.split(values, bounds)])  # per user
+
+
+def mean_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """The mean of per-user ACF curves, each (max_lag,), NaNs (constant series) left out:
+    float64 (max_lag,), NaN where no user has the lag."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lags stay NaN
-        return np.nanmean(curves, axis=0)
+        return np.nanmean(np.vstack(curves), axis=0)
 
 
 def acf_curves(
@@ -73,3 +78,51 @@ def compute(
     return curve_errors(
         acf_curves(real, max_lag, window_seconds), acf_curves(synthetic, max_lag, window_seconds)
     )
+
+
+def host_curves(
+    flows: pd.DataFrame, max_lag: int = MAX_LAG, window_seconds: float = WINDOW_SECONDS
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{user: acf_curves(that user's flows)}`` of a user-flow frame: each host's own curves,
+    which ``pooled_acf`` averages (so a group's pooled curve is the mean of its hosts')."""
+    return {
+        str(user): acf_curves(part, max_lag, window_seconds)
+        for user, part in flows.groupby("user", sort=True, observed=True)
+    }
+
+
+def split_errors(
+    curves: dict[str, dict[str, np.ndarray]], train: list[str], test: list[str]
+) -> tuple[float, float]:
+    """``(training hosts, no dependence)``: the ``acf_mae`` of the training hosts' pooled
+    curves against the test hosts', and of curves of zeros (a model with no temporal
+    dependence, as B1) against the test hosts'. ``curves``: ``host_curves``."""
+
+    def pool(users: list[str]) -> dict[str, np.ndarray]:
+        return {k: mean_curve([curves[u][k] for u in users]) for k in ("flows", "bytes")}
+
+    real = pool(test)
+    flat = {k: np.zeros_like(v) for k, v in real.items()}
+    return curve_errors(real, pool(train))[NAME], curve_errors(real, flat)[NAME]
+
+
+def host_split_draws(
+    curves: dict[str, dict[str, np.ndarray]], n_train: int, n_test: int, draws: int, seed: int
+) -> np.ndarray:
+    """``split_errors`` over ``draws`` random splits of the hosts of ``curves`` into
+    ``n_train`` training and ``n_test`` test hosts (disjoint; the rest left out, as a
+    validation split is): float64 (draws, 2), columns (training hosts, no dependence).
+    How much of a split's ACF errors is which hosts it drew (docs/metrics.md)."""
+    users = sorted(curves)
+    if n_train < 1 or n_test < 1 or n_train + n_test > len(users):
+        raise ValueError(
+            f"cannot split {len(users)} hosts into {n_train} training and {n_test} test hosts"
+        )
+    rng = np.random.default_rng(seed)
+    out = np.empty((draws, 2))
+    for i in range(draws):
+        order = rng.permutation(len(users))
+        train = [users[j] for j in order[:n_train]]
+        test = [users[j] for j in order[n_train : n_train + n_test]]
+        out[i] = split_errors(curves, train, test)
+    return out
