@@ -144,23 +144,30 @@ def test_breakdowns_are_report_details_with_a_min_goal(results):
     assert not is_detail_metric("tstr_protocol_f1_udp")
 
 
-def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users):
-    """evaluate_sample cuts a flooding sample to FLOOD_FACTOR x max_rows whole hosts before
-    deriving features, then scores the flow metrics on random rows, the forecast and NLL
-    on whole hosts, each drawn with the subsample seed, and the per-host statistics (ACF,
-    inter-arrival, runs) on every host; the protocol utility redraws its training flows
-    from the derived sample and the training split."""
+@pytest.mark.parametrize("n_users", [8, 48])
+def test_flow_metrics_on_random_rows_sequence_metrics_on_whole_hosts(users, n_users):
+    """evaluate_sample cuts a flooding sample (48 hosts against 8 training hosts) to
+    FLOOD_FACTOR x the training flows in whole hosts before deriving features, and keeps
+    every host of a sample the training split's size (8 hosts), however small max_rows is;
+    then it scores the flow metrics on random rows, the forecast and NLL on whole hosts,
+    each drawn with the subsample seed, and the per-host statistics (ACF, inter-arrival,
+    runs) on every host; the protocol utility redraws its training flows from the derived
+    sample and the training split."""
     from nfsynth.metrics.common import sample_rows
     from nfsynth.metrics.evaluate import FLOOD_FACTOR, score, synthetic_flows
 
     space = EvalSpace.fit(users.subset("train"))
-    sample = column_resample(make_raw(21, n_users=8, prefix="synth-"), seed=5)
+    sample = column_resample(make_raw(21, n_users=n_users, prefix="synth-"), seed=5)
     sample = sample.drop(columns=["src", "dst"]).assign(src="x", dst="y")
-    max_rows = len(sample) // (3 * FLOOD_FACTOR)
+    n_train = len(users.subset("train"))
+    max_rows = n_train // 10
     cfg = {**CFG, "max_rows": max_rows}
     got = evaluate_sample(users, space, sample, None, cfg, INTERNAL)
-    raw = subsample_hosts(sample, FLOOD_FACTOR * max_rows, 0)
-    assert len(raw) == FLOOD_FACTOR * max_rows < len(sample)
+    raw = subsample_hosts(sample, FLOOD_FACTOR * n_train, 0)
+    if n_users == 8:  # as many flows as the training split: every host kept
+        assert FLOOD_FACTOR * max_rows < len(raw) == len(sample) < FLOOD_FACTOR * n_train
+    else:
+        assert len(raw) == FLOOD_FACTOR * n_train < len(sample)
     derived = synthetic_flows(raw, INTERNAL)
     real, train = users.subset("test"), users.subset("train")
     want = score(

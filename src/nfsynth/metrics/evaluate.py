@@ -16,8 +16,8 @@ every host of a sample: they are cheap to compute, and scored on the few hosts `
 holds they compared one draw of real hosts with another of synthetic ones
 (docs/metrics.md). ``evaluation.prdc_rows`` bounds density/coverage and
 ``evaluation.privacy_rows`` the distance to closest record. A sample is cut to
-``FLOOD_FACTOR x max_rows`` whole hosts before its features are derived (memory stays
-bounded whatever a model writes).
+``FLOOD_FACTOR x`` the larger of ``max_rows`` and the training flows, in whole hosts, before
+its features are derived (memory stays bounded whatever a model writes).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ TRAIN_JSD = "jsd_train_mean"
 #: hosts differ from them (on UGR'16's split by host, its 4 test hosts barely autocorrelate)
 TRAIN_ACF = "acf_mae_train"
 
-#: A sample keeps at most this many times ``max_rows`` flows (whole hosts) for scoring.
+#: A sample keeps at most this many times the larger of ``max_rows`` and the training
+#: split's flows (whole hosts) for scoring.
 FLOOD_FACTOR = 4
 
 
@@ -356,13 +357,16 @@ def evaluate_sample(
     host_rows = int(s["host_rows"])
     raw = synthetic_table.to_pandas() if isinstance(synthetic_table, pa.Table) else synthetic_table
     n_raw = len(raw)
-    # Whole hosts are drawn before the features are derived (the same rows as deriving first:
-    # a host's features depend only on its own flows), so a model that floods its sample
-    # costs no more memory here than one that does not.
-    raw = subsample_hosts(raw, FLOOD_FACTOR * max_rows, seed) if "user" in raw else raw
-    synthetic = synthetic_flows(raw, internal)
     real = users.subset("test")
     train = users.subset("train")
+    # Whole hosts are drawn before the features are derived (the same rows as deriving first:
+    # a host's features depend only on its own flows), so a model that floods its sample
+    # costs at most FLOOD_FACTOR times the training split's memory. The bound follows the training
+    # flows, not max_rows: a sample of one host per training host holds about as many, and
+    # cut to max_rows it would keep a few of its hosts, whose mix the flow metrics then score.
+    flood_rows = FLOOD_FACTOR * max(max_rows, len(train))
+    raw = subsample_hosts(raw, flood_rows, seed) if "user" in raw else raw
+    synthetic = synthetic_flows(raw, internal)
     # the flows scored: as many as the training flows scored (TRTR's training set), so every
     # model is measured at one size: an empirical JSD falls with the rows behind it, and a
     # model that wrote 3x the flows of its training data had scored lower for it alone
