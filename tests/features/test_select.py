@@ -173,3 +173,33 @@ def test_scan_batches_reads_every_row_in_order_with_the_dataset_types(tmp_path):
     assert got.schema == pa.schema([dataset.schema.field(c) for c in columns])
     assert got.column("ts").to_pylist() == [r[0] for r in rows] + [3 * 86400.0]
     assert got.column("rev_bytes").to_pylist()[-1] is None
+
+
+def test_a_day_of_spill_over_flows_is_no_day_of_the_split_or_the_sampling(tmp_path, caplog):
+    """Two days of flows and 3 that start in the last minute before the first (long flows a
+    capture of flow ends holds): the spill-over day is logged and left out of the days, so
+    the split stays by host (3 days would split by day, training on the 3 flows) and
+    ``sampling.start: auto`` starts at the first whole day, not at the spill-over's."""
+    import logging
+
+    from nfsynth.models.pipeline import sample_start
+
+    day = 86400.0
+    rows = [(day - 50 + 10 * i, "Comp1", "IP9", 47, "0", 90, 9000) for i in range(3)]
+    for d in (1, 2):  # 1970-01-02 and 1970-01-03
+        rows += [
+            (d * day + 60 * i, f"Comp{1 + i % 4}", "IP9", 6, "443", 2, 100) for i in range(400)
+        ]
+    flows = write_flows(canonical_table(rows), tmp_path)
+    with caplog.at_level(logging.INFO, logger="nfsynth.features.select"):
+        select_users(
+            flows, tmp_path / "u/hosts.parquet", tmp_path / "u/split.json", internal=["Comp*"],
+            top_n=5, min_flows=1, shards=1,
+        )  # fmt: skip
+    _, meta = read_hosts(tmp_path / "u/hosts.parquet")
+    assert meta["days"] == ["1970-01-02", "1970-01-03"]
+    split = json.loads((tmp_path / "u/split.json").read_text())
+    assert split["mode"] == "hosts"
+    assert "1970-01-01 (3) hold 3 flow(s)" in caplog.text
+    assert sample_start("auto", split, tmp_path / "u/hosts.parquet") == day
+    assert meta["first_ts"] == day - 50  # the flows themselves are all kept

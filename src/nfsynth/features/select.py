@@ -55,6 +55,9 @@ HOSTS_SCHEMA = pa.schema(
 )
 META_KEY = b"nfsynth"
 _DAY_RE = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
+#: A day partition holding less than this share of the flows is spill-over, not a day of
+#: the dataset (``dataset_days``).
+MIN_DAY_SHARE = 0.01
 _IPV4_RE = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 
 
@@ -408,10 +411,25 @@ def make_split(
     }
 
 
-def dataset_days(flows_dir: str | Path) -> list[str]:
-    """Days (``YYYY-MM-DD``) of the dataset's ``day=`` partitions, sorted."""
-    files = Path(flows_dir).glob("day=*/*.parquet")
-    return sorted({m.group(1) for f in files if (m := _DAY_RE.search(str(f)))})
+def day_flow_counts(flows_dir: str | Path) -> dict[str, int]:
+    """Rows of each ``day=`` partition (``YYYY-MM-DD`` -> flows), sorted by day, from the
+    Parquet footers (no data read)."""
+    counts: dict[str, int] = {}
+    for f in Path(flows_dir).glob("day=*/*.parquet"):
+        if m := _DAY_RE.search(str(f)):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + pq.ParquetFile(f).metadata.num_rows
+    return dict(sorted(counts.items()))
+
+
+def dataset_days(flows_dir: str | Path, min_share: float = MIN_DAY_SHARE) -> list[str]:
+    """Days (``YYYY-MM-DD``) of the dataset's ``day=`` partitions, sorted: those holding at
+    least ``min_share`` of the flows. A day below it holds the spill-over of a neighbouring
+    day (a capture of flows that end on 2016-04-11 holds 14 of 650,294 that start in its
+    last minutes before midnight), which must not count as a day of the split (3 days
+    split by day) nor start the sampling (``sampling.start: auto``); ``select_users`` logs it."""
+    counts = day_flow_counts(flows_dir)
+    total = sum(counts.values())
+    return [day for day, n in counts.items() if total == 0 or n >= min_share * total]
 
 
 def time_range(flows_dir: str | Path) -> tuple[float, float]:
@@ -460,6 +478,16 @@ def select_users(
         )
     hosts["shard"] = assign_shards(len(hosts), shards)
     days = dataset_days(flows_dir)
+    spill = {d: n for d, n in day_flow_counts(flows_dir).items() if d not in days}
+    if spill:
+        log.info(
+            "day(s) %s hold %d flow(s) in all, under %.0f%% of the flows each: spill-over of "
+            "the neighbouring days, counted as no day of a split by day nor of the sampling "
+            "start (the flows stay in their hosts' tables)",
+            ", ".join(f"{d} ({n})" for d, n in spill.items()),
+            sum(spill.values()),
+            100 * MIN_DAY_SHARE,
+        )
     sp = make_split(
         days,
         hosts["user"].tolist(),
