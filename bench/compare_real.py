@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -36,6 +37,8 @@ METRICS = [
     "jsd_mean",
     "jsd_hour_mean",
     "acf_mae",
+    "trtr_acf_mae",
+    "acf_mae_train",
     "rule_violations",
     "tstr_protocol_f1",
     "trtr_protocol_f1",
@@ -50,6 +53,22 @@ def scratch_copy(root: Path) -> None:
             shutil.copytree(src, root / name)
         elif src.exists():
             shutil.copy2(src, root / name)
+
+
+def scratch_config(config: Path, root: Path) -> Path:
+    """``config`` as the scratch copy ``root`` reads it: a dataset ``path`` given relative to
+    the repository that the copy does not hold (the shared samples beside the checkout,
+    ``../shared/data``) made absolute. Returns the path of the copy's config file."""
+    doc = yaml.safe_load(config.read_text()) or {}
+    for name, dataset in (doc.get("datasets") or {}).items():
+        path = (dataset or {}).get("path")
+        if path and not Path(path).is_absolute() and not (root / path).exists():
+            if not (REPO / path).exists():
+                raise FileNotFoundError(f"{config}: datasets.{name}.path {path!r}: no such path")
+            dataset["path"] = str((REPO / path).resolve())
+    out = root / "config" / f"compare-{config.name}"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
 
 
 def table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -83,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="nfsynth-compare-"))
     try:
         scratch_copy(scratch)
+        run_config = scratch_config(config, scratch)
         cmd = [
             str(Path(sys.executable).parent / "snakemake"),
             "results/metrics/summary.csv",
             "--cores",
             str(args.cores),
             "--configfile",
-            str(config),
+            str(run_config),
         ]
         print("running:", " ".join(cmd), f"(in {scratch})", flush=True)
         t0 = time.perf_counter()
