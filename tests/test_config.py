@@ -24,6 +24,14 @@ def test_default_and_test_configs_are_valid():
     lanl = yaml.safe_load((REPO / "config" / "lanl2015.yaml").read_text())
     validate(lanl, SCHEMA)
     assert (REPO / lanl["datasets"]["lanl2015"]["path"]).is_dir()
+    ugr = yaml.safe_load((REPO / "config" / "ugr16.yaml").read_text())
+    merged = _default()  # it is given after the default (its data lies beside the checkout)
+    merged["datasets"] = ugr["datasets"]
+    merged["users"].update(ugr["users"])
+    merged["evaluation"].update(ugr["evaluation"])
+    validate(merged, SCHEMA)
+    assert ugr["datasets"]["ugr16full"]["path"] == "../shared/data/ugr16-2016-04-11"
+    assert merged["users"]["top_n"] >= 46 and merged["users"]["split"]["mode"] == "auto"
 
 
 def test_defaults_are_filled_in():
