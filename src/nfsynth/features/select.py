@@ -56,7 +56,7 @@ HOSTS_SCHEMA = pa.schema(
 META_KEY = b"nfsynth"
 _DAY_RE = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 #: A day partition holding less than this share of the flows is spill-over, not a day of
-#: the dataset (``dataset_days``).
+#: the dataset (``split_days``).
 MIN_DAY_SHARE = 0.01
 _IPV4_RE = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 
@@ -421,15 +421,17 @@ def day_flow_counts(flows_dir: str | Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def dataset_days(flows_dir: str | Path, min_share: float = MIN_DAY_SHARE) -> list[str]:
-    """Days (``YYYY-MM-DD``) of the dataset's ``day=`` partitions, sorted: those holding at
-    least ``min_share`` of the flows. A day below it holds the spill-over of a neighbouring
-    day (a capture of flows that end on 2016-04-11 holds 14 of 650,294 that start in its
-    last minutes before midnight), which must not count as a day of the split (3 days
-    split by day) nor start the sampling (``sampling.start: auto``); ``select_users`` logs it."""
-    counts = day_flow_counts(flows_dir)
+def split_days(
+    counts: dict[str, int], min_share: float = MIN_DAY_SHARE
+) -> tuple[list[str], dict[str, int]]:
+    """``(days, spill-over)`` of ``day_flow_counts``: the days holding at least ``min_share``
+    of the flows, sorted, and the others with their flows. A day below the share holds the
+    spill-over of a neighbouring day (a capture of flows that end on 2016-04-11 holds 14 of
+    650,294 that start in its last minutes before midnight), which must not count as a day
+    of the split (3 days split by day) nor start the sampling (``sampling.start: auto``)."""
     total = sum(counts.values())
-    return [day for day, n in counts.items() if total == 0 or n >= min_share * total]
+    days = [day for day, n in counts.items() if total == 0 or n >= min_share * total]
+    return days, {day: n for day, n in counts.items() if day not in days}
 
 
 def time_range(flows_dir: str | Path) -> tuple[float, float]:
@@ -477,8 +479,7 @@ def select_users(
             f"(internal={internal}, {len(counts)} internal hosts seen)"
         )
     hosts["shard"] = assign_shards(len(hosts), shards)
-    days = dataset_days(flows_dir)
-    spill = {d: n for d, n in day_flow_counts(flows_dir).items() if d not in days}
+    days, spill = split_days(day_flow_counts(flows_dir))
     if spill:
         log.info(
             "day(s) %s hold %d flow(s) in all, under %.0f%% of the flows each: spill-over of "

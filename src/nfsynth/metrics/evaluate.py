@@ -90,7 +90,8 @@ MODULES = (
 
 #: The real training hosts' own ACF error against the test hosts: what a model that
 #: reproduced the training hosts exactly would read on ``acf_mae``, a property of the split
-#: (the same for every sample; on UGR'16 0.056, above B1's 0.035: docs/metrics.md)
+#: (the same for every sample; on the embedded UGR'16 sample 0.056, above B1's 0.035:
+#: docs/metrics.md)
 SPLIT_ACF = "trtr_acf_mae"
 
 #: Goal of every metric name that is not a module's NAME; per-field names go by prefix.
@@ -361,9 +362,10 @@ def evaluate_sample(
     train = users.subset("train")
     # Whole hosts are drawn before the features are derived (the same rows as deriving first:
     # a host's features depend only on its own flows), so a model that floods its sample
-    # costs at most FLOOD_FACTOR times the training split's memory. The bound follows the training
-    # flows, not max_rows: a sample of one host per training host holds about as many, and
-    # cut to max_rows it would keep a few of its hosts, whose mix the flow metrics then score.
+    # costs at most FLOOD_FACTOR times the training split's memory. The bound follows the
+    # training flows, not max_rows: a sample of one host per training host holds about as
+    # many, and cut to max_rows it would keep a few of its hosts, whose mix the flow metrics
+    # would then score.
     flood_rows = FLOOD_FACTOR * max(max_rows, len(train))
     raw = subsample_hosts(raw, flood_rows, seed) if "user" in raw else raw
     synthetic = synthetic_flows(raw, internal)
