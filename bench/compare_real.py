@@ -7,6 +7,10 @@ and report stages do not run. For each dataset the table gives, per model, the m
 (and the standard deviation) of the metrics the issues compare, with the best mark ``*``.
 
     .venv/bin/python bench/compare_real.py --configfile config/lanl2015.yaml
+    .venv/bin/python bench/compare_real.py --configfile config/ugr16.yaml
+
+A dataset path given relative to the repository that the copy does not hold (the shared
+samples beside the checkout, ``../shared/data``) is passed to it as an absolute path.
 
 Writes ``bench/results/real_<config stem>.json`` (the summary rows of those metrics, the
 machine, versions, date and the wall time).
