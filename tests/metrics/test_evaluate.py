@@ -324,3 +324,27 @@ def test_distance_to_the_training_split_is_zero_for_its_own_flows(users, results
     assert copy["jsd_mean"] > 0.0
     reference, resample = results
     assert resample["jsd_train_mean"] > reference["jsd_train_mean"] > 0.0
+
+
+def test_the_nll_scores_every_test_host_up_to_host_rows_not_max_rows(users):
+    """A fitted B1 and a max_rows that holds only some whole test hosts: ``nll_bits`` is the
+    model's NLL of every test host (up to ``host_rows``), as the ACF sees them, not of the
+    whole hosts ``max_rows`` holds (which read another figure)."""
+    from nfsynth.metrics import nll
+    from nfsynth.metrics.evaluate import synthetic_flows
+    from nfsynth.models.independent import IndependentModel
+
+    space = EvalSpace.fit(users.subset("train"))
+    model = IndependentModel().fit(users, seed=1, space=space)
+    real, train = users.subset("test"), users.subset("train")
+    sample = column_resample(make_raw(21, n_users=8, prefix="synth-"), seed=5)
+    sample = synthetic_flows(sample.drop(columns=["src", "dst"]).assign(src="x", dst="y"), INTERNAL)
+    max_rows = len(real) // 3
+    few = subsample_hosts(real, max_rows, 0)
+    assert few["user"].nunique() < real["user"].nunique()
+    got = score(
+        few, sample, train, space, {**CFG, "max_rows": max_rows}, model=model,
+        real_seq=few, real_hosts=real,
+    )  # fmt: skip
+    assert got["nll_bits"] == nll.compute(real, model)
+    assert got["nll_bits"] != nll.compute(few, model)
