@@ -12,9 +12,9 @@ privacy), whose value must not hinge on which heavy hosts happen to be drawn; wh
 (``common.subsample_hosts``, per-host sequences intact) for the forecast utility. The NLL
 (of models that condition on a host's past) and the per-host statistics (ACF,
 inter-arrival, runs of like flows) see whole hosts up to ``evaluation.host_rows`` flows a
-side, by default every host of a sample: they are cheap to compute, and scored on the few hosts ``max_rows``
-holds they compared one draw of real hosts with another of synthetic ones
-(docs/metrics.md). ``evaluation.prdc_rows`` bounds density/coverage and
+side, by default every host of a sample: they are cheap to compute, and scored on the few
+hosts ``max_rows`` holds they compared one draw of real hosts with another of synthetic
+ones (docs/metrics.md). ``evaluation.prdc_rows`` bounds density/coverage and
 ``evaluation.privacy_rows`` the distance to closest record. A sample is cut to
 ``FLOOD_FACTOR x`` the larger of ``max_rows`` and the training flows, in whole hosts, before
 its features are derived (memory stays bounded whatever a model writes).
